@@ -110,6 +110,63 @@ def init() -> None:
 # ----- commands added by the other modules are registered below ---------------------------------
 
 
+# ----- features (Feast) -------------------------------------------------------------------------
+features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
+    from recplatform import features
+
+    settings = _settings()
+    rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
+    if as_json:
+        payload = rows[0] if len(rows) == 1 else rows
+        typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+        return
+    names = list(rows[0]) if rows else []
+    cells = [[name, *(", ".join(r[name]) if isinstance(r[name], list) else r[name] for r in rows)]
+             for name in names[1:]]
+    print_table(f"Feast online features: {kind}", ["feature", *[str(r[names[0]]) for r in rows]], cells)
+    unknown = [r[names[0]] for r in rows if all(v is None for k, v in r.items() if k != names[0])]
+    if unknown:
+        console.print(f"[yellow]not in the online store[/yellow]: {', '.join(unknown)} "
+                      "(unknown id, or not written yet: `recplatform materialize`)")
+
+
+@features_app.command("user")
+def features_user(
+    user_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
+) -> None:
+    """Demographics and activity of users as served by Feast's online store."""
+    _show_features("user", user_ids, as_json)
+
+
+@features_app.command("item")
+def features_item(
+    item_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more item ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
+) -> None:
+    """Metadata and popularity of items as served by Feast's online store."""
+    _show_features("item", item_ids, as_json)
+
+
+@app.command()
+def materialize() -> None:
+    """Full refresh of Feast's online store from the rec tables (every user and item, with their aggregates).
+
+    Ingestion already writes what it changes to the online store; this catches up after anything was missed.
+    """
+    from recplatform import features
+
+    settings = _settings()
+    result = features.materialize(settings, progress=True)
+    print_table("feast online store refreshed", ["feature view", "rows"],
+                [[name, n] for name, n in sorted(result.rows.items())])
+    console.print(f"{result.total} rows in {result.seconds:.2f}s")
+
+
 def main() -> None:
     app()
 

@@ -264,8 +264,8 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
     (an upsert per entity and feature), so it is idempotent and can be rerun at any time.
     """
     settings = settings or get_settings()
-    started = time.perf_counter()
     store = get_store(settings)
+    started = time.perf_counter()
     wanted = {USER_KEY: _normalise_ids(user_ids), ITEM_KEY: _normalise_ids(item_ids)}
     result = OnlineWriteResult()
     plans = []
@@ -288,16 +288,18 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
         with db.connect(settings, vector=False) as conn:
             for view, ids in plans:
                 query, columns = _source_sql(view, filtered=ids is not None)
-                task = bar.add_task(f"online {view.name}", total=len(ids) if ids is not None else None) if bar else None
+                task = None
+                if bar:
+                    total = len(ids) if ids is not None else conn.execute(
+                        sql.SQL("SELECT count(*) FROM ({}) AS source").format(query)).fetchone()[0]
+                    task = bar.add_task(f"online {view.name}", total=total)
                 written = 0
-                batches = (conn.execute(query, [list(chunk)]).fetchall() for chunk in _chunks(ids, WRITE_BATCH)) \
-                    if ids is not None else _stream(conn, query)
-                for rows in batches:
+                for rows, asked in _batches(conn, query, ids):
                     if rows:
                         _write_rows(store, view, columns, rows)
                         written += len(rows)
-                    if bar:
-                        bar.update(task, advance=len(rows))
+                    if task is not None:
+                        bar.update(task, advance=asked)
                 conn.commit()
                 result.rows[view.name] = written
     finally:
@@ -309,23 +311,30 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
     return result
 
 
-def _stream(conn, query: sql.Composed) -> Iterator[list[tuple]]:
-    """All rows of a source, WRITE_BATCH at a time, through a server-side cursor."""
+def _batches(conn, query: sql.Composed, ids: list[str] | None) -> Iterator[tuple[list[tuple], int]]:
+    """Rows of a source WRITE_BATCH at a time (with how many ids were asked for): those ids, or all rows
+    through a server-side cursor."""
+    if ids is not None:
+        for chunk in _chunks(ids, WRITE_BATCH):
+            yield conn.execute(query, [list(chunk)]).fetchall(), len(chunk)
+        return
     with conn.cursor(name="recplatform_feast_online") as cur:
         cur.execute(query)
         while rows := cur.fetchmany(WRITE_BATCH):
-            yield rows
+            yield rows, len(rows)
 
 
 def _write_rows(store: "FeatureStore", view: "FeatureView", columns: list[str], rows: list[tuple]) -> None:
-    import warnings
-
     frame = _frame(view, columns, rows)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        store.write_to_online_store(view.name, frame)
-    for warning in caught:  # Feast skips a batch whose features are all null, with only a warning
-        log.warning("feast %s: %s", view.name, warning.message)
+    feature_names = [f.name for f in view.features]
+    if frame[feature_names].isna().all().all():
+        # write_to_online_store silently skips a batch whose features are all null (only a warning),
+        # which would keep serving stale values for entities whose attributes were all cleared.
+        # Its own next step is the provider's ingest_df, so call that directly (pinned Feast 0.67).
+        feature_view = store.get_feature_view(view.name)
+        store._get_provider().ingest_df(feature_view, frame)
+        return
+    store.write_to_online_store(view.name, frame)
 
 
 def materialize(settings: Settings | None = None, *, progress: bool = False) -> OnlineWriteResult:

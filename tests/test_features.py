@@ -173,6 +173,20 @@ def test_updates_reach_the_online_store_on_write_online(feast_settings):
     assert (item["title"], item["genres"], item["year"]) == ("New Title", ["Comedy", "Sci-Fi"], 1990)
 
 
+def test_clearing_every_attribute_is_served_as_none(feast_settings):
+    """Feast's write_to_online_store skips an all-null batch; the platform must not keep stale values."""
+    p = _prefix()
+    _add_users(feast_settings, [(p + "u", 70, "F", "retired", "12345")])
+    features.write_online(feast_settings, user_ids=[p + "u"], item_ids=[])
+    with db.transaction(feast_settings) as conn:
+        conn.execute("UPDATE rec.users SET age = NULL, gender = NULL, occupation = NULL, zip_code = NULL "
+                     "WHERE user_id = %s", (p + "u",))
+    features.write_online(feast_settings, user_ids=[p + "u"], item_ids=[])
+    user = features.online_user_features([p + "u"], feast_settings)[0]
+    assert (user["age"], user["gender"], user["occupation"], user["zip_code"]) == (None, None, None, None)
+    assert user["n_interactions"] == 0
+
+
 def test_unknown_ids_give_none_values(feast_settings):
     p = _prefix()
     user = features.online_user_features([p + "nobody"], feast_settings)[0]
