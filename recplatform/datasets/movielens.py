@@ -1,0 +1,260 @@
+"""MovieLens loader: GroupLens' raw ml-100k layout (u.user, u.item, u.data) and the ml-1m ``::`` layout.
+
+Decisions on the data's quirks (see ``../shared/data/ml-100k/README.md``):
+
+- ids, zip codes and every other text stay strings exactly as in the files (zip codes such as ``T8H1N``);
+  titles keep their ``"Title (1995)"`` form, only surrounding whitespace is stripped (three titles end in a
+  space);
+- ``u.item`` and ``movies.dat`` are read as latin-1; the 19 genre flags map to names through ``u.genre``
+  (flag order), the ``unknown`` genre included, as the file says;
+- ``year`` is the last ``(YYYY)`` in the title (the film's year), else the year of the release date, else
+  None; ``extra`` holds ``release_date`` (ISO date), ``video_release_date`` and ``imdb_url`` where present;
+- item 267 has the title ``unknown`` and no date: it is kept with title ``"unknown"`` (a non-empty title),
+  year None; the 18 titles that appear under two ids keep both ids (ratings are split between them);
+- ml-1m: ``age`` is the file's age-band code (1 = under 18, 18 = 18-24, 25, 35, 45, 50, 56 = 56+) and the
+  occupation code is mapped to its name from the ml-1m README;
+- ratings become float ratings with weight 1.0, event type ``rating``, ``occurred_at`` the unix timestamp in UTC.
+
+A malformed line raises :class:`recplatform.ingest.ValidationError` naming the file, the line and the field.
+Every frame records its file and lines (see :mod:`recplatform.datasets`), so later validation errors do too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from recplatform.datasets import Dataset, with_source
+from recplatform.ingest import ValidationError
+
+ML100K_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+]
+ML1M_OCCUPATIONS = {
+    0: "other", 1: "academic/educator", 2: "artist", 3: "clerical/admin", 4: "college/grad student",
+    5: "customer service", 6: "doctor/health care", 7: "executive/managerial", 8: "farmer", 9: "homemaker",
+    10: "K-12 student", 11: "lawyer", 12: "programmer", 13: "retired", 14: "sales/marketing", 15: "scientist",
+    16: "self-employed", 17: "technician/engineer", 18: "tradesman/craftsman", 19: "unemployed", 20: "writer",
+}
+_TITLE_YEAR = re.compile(r"\((\d{4})\)")
+
+
+def load_movielens(path: str | Path) -> Dataset:
+    """Read a MovieLens directory (ml-100k raw layout or ml-1m ``::`` layout) into a :class:`Dataset`."""
+    root = Path(path).expanduser()
+    if (root / "u.data").exists():
+        return _load_100k(root)
+    if (root / "ratings.dat").exists():
+        return _load_1m(root)
+    raise FileNotFoundError(
+        f"{root}: not a MovieLens directory (expected u.user/u.item/u.data of ml-100k "
+        f"or users.dat/movies.dat/ratings.dat of ml-1m)")
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+def _rows(path: Path, sep: str, names: list[str], encoding: str = "ascii") -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) for each non-empty line; a wrong field count names the first missing field."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, encoding=encoding, newline="") as handle:
+        for lineno, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split(sep)
+            if len(fields) != len(names):
+                field = names[len(fields)] if len(fields) < len(names) else f"field {len(names) + 1}"
+                raise ValidationError(
+                    str(path), lineno, field, line,
+                    f"expected {len(names)} fields separated by {sep!r}, found {len(fields)}", is_file=True)
+            yield lineno, fields
+
+
+def _int(path: Path, lineno: int, field: str, text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValidationError(str(path), lineno, field, text, "not an integer", is_file=True) from None
+
+
+def _float(path: Path, lineno: int, field: str, text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValidationError(str(path), lineno, field, text, "not a number", is_file=True) from None
+    if not np.isfinite(value):
+        raise ValidationError(str(path), lineno, field, text, "not a finite number", is_file=True)
+    return value
+
+
+def _id(path: Path, lineno: int, field: str, text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValidationError(str(path), lineno, field, text, "empty id", is_file=True)
+    return value
+
+
+def _title_year(title: str) -> int | None:
+    found = _TITLE_YEAR.findall(title)
+    return int(found[-1]) if found else None
+
+
+def _users_frame(records: list[dict], lines: list[int], source: Path) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=["user_id", "age", "gender", "occupation", "zip_code"])
+    frame["age"] = frame["age"].astype("Int64")
+    return with_source(frame, str(source), lines)
+
+
+def _items_frame(records: list[dict], lines: list[int], source: Path) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(
+        records, columns=["item_id", "title", "year", "genres", "description", "extra"])
+    frame["year"] = frame["year"].astype("Int64")
+    frame["description"] = frame["description"].astype(object)
+    return with_source(frame, str(source), lines)
+
+
+def _ratings(path: Path, sep: str, encoding: str = "ascii") -> pd.DataFrame:
+    names = ["user_id", "item_id", "rating", "timestamp"]
+    users: list[str] = []
+    items: list[str] = []
+    ratings: list[float] = []
+    stamps: list[int] = []
+    lines: list[int] = []
+    for lineno, f in _rows(path, sep, names, encoding):
+        users.append(_id(path, lineno, "user_id", f[0]))
+        items.append(_id(path, lineno, "item_id", f[1]))
+        ratings.append(_float(path, lineno, "rating", f[2]))
+        stamps.append(_int(path, lineno, "timestamp", f[3]))
+        lines.append(lineno)
+    frame = pd.DataFrame({
+        "user_id": pd.Series(users, dtype=object),
+        "item_id": pd.Series(items, dtype=object),
+        "rating": np.asarray(ratings, dtype="float64"),
+        "weight": np.ones(len(ratings), dtype="float64"),
+        "event_type": "rating",
+        "occurred_at": pd.to_datetime(np.asarray(stamps, dtype="int64"), unit="s", utc=True),
+    })
+    return with_source(frame, str(path), lines)
+
+
+# ----- ml-100k ------------------------------------------------------------------------------------
+def _genre_names(root: Path) -> list[str]:
+    path = root / "u.genre"
+    if not path.exists():
+        return list(ML100K_GENRES)
+    by_index: dict[int, str] = {}
+    for lineno, (name, index) in _rows(path, "|", ["genre", "index"], "latin-1"):
+        by_index[_int(path, lineno, "index", index)] = name.strip()
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ValidationError(str(path), len(by_index), "index", sorted(by_index),
+                              "genre indexes must run 0..n-1", is_file=True)
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def _load_100k(root: Path) -> Dataset:
+    path = root / "u.user"
+    users, user_lines = [], []
+    for lineno, f in _rows(path, "|", ["user_id", "age", "gender", "occupation", "zip_code"]):
+        users.append({
+            "user_id": _id(path, lineno, "user_id", f[0]),
+            "age": _int(path, lineno, "age", f[1]) if f[1].strip() else None,
+            "gender": f[2].strip() or None,
+            "occupation": f[3].strip() or None,
+            "zip_code": f[4].strip() or None,
+        })
+        user_lines.append(lineno)
+
+    genres = _genre_names(root)
+    path = root / "u.item"
+    names = ["item_id", "title", "release_date", "video_release_date", "imdb_url"] + [f"genre:{g}" for g in genres]
+    items, item_lines = [], []
+    for lineno, f in _rows(path, "|", names, "latin-1"):
+        flags = f[5:]
+        for name, flag in zip(names[5:], flags):
+            if flag not in ("0", "1"):
+                raise ValidationError(str(path), lineno, name, flag, "genre flag must be 0 or 1", is_file=True)
+        release = _date(path, lineno, "release_date", f[2])
+        video = _date(path, lineno, "video_release_date", f[3])
+        title = f[1].strip()
+        extra = {}
+        if release:
+            extra["release_date"] = release.date().isoformat()
+        if video:
+            extra["video_release_date"] = video.date().isoformat()
+        if f[4].strip():
+            extra["imdb_url"] = f[4].strip()
+        year = _title_year(title)
+        items.append({
+            "item_id": _id(path, lineno, "item_id", f[0]),
+            "title": title,
+            "year": year if year is not None else (release.year if release else None),
+            "genres": [g for g, flag in zip(genres, flags) if flag == "1"],
+            "description": None,
+            "extra": extra,
+        })
+        item_lines.append(lineno)
+
+    return Dataset(
+        name="ml-100k",
+        users=_users_frame(users, user_lines, root / "u.user"),
+        items=_items_frame(items, item_lines, root / "u.item"),
+        interactions=_ratings(root / "u.data", "\t"),
+        source=str(root),
+    )
+
+
+def _date(path: Path, lineno: int, field: str, text: str) -> datetime | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%d-%b-%Y")
+    except ValueError:
+        raise ValidationError(str(path), lineno, field, text, "not a date like 01-Jan-1995", is_file=True) from None
+
+
+# ----- ml-1m --------------------------------------------------------------------------------------
+def _load_1m(root: Path) -> Dataset:
+    path = root / "users.dat"
+    users, user_lines = [], []
+    for lineno, f in _rows(path, "::", ["user_id", "gender", "age", "occupation", "zip_code"], "latin-1"):
+        code = _int(path, lineno, "occupation", f[3])
+        if code not in ML1M_OCCUPATIONS:
+            raise ValidationError(str(path), lineno, "occupation", f[3], "unknown ml-1m occupation code",
+                                  is_file=True)
+        users.append({
+            "user_id": _id(path, lineno, "user_id", f[0]),
+            "age": _int(path, lineno, "age", f[2]),
+            "gender": f[1].strip() or None,
+            "occupation": ML1M_OCCUPATIONS[code],
+            "zip_code": f[4].strip() or None,
+        })
+        user_lines.append(lineno)
+
+    path = root / "movies.dat"
+    items, item_lines = [], []
+    for lineno, f in _rows(path, "::", ["item_id", "title", "genres"], "latin-1"):
+        title = f[1].strip()
+        items.append({
+            "item_id": _id(path, lineno, "item_id", f[0]),
+            "title": title,
+            "year": _title_year(title),
+            "genres": [g.strip() for g in f[2].split("|") if g.strip() and g.strip() != "(no genres listed)"],
+            "description": None,
+            "extra": {},
+        })
+        item_lines.append(lineno)
+
+    return Dataset(
+        name="ml-1m",
+        users=_users_frame(users, user_lines, root / "users.dat"),
+        items=_items_frame(items, item_lines, root / "movies.dat"),
+        interactions=_ratings(root / "ratings.dat", "::"),
+        source=str(root),
+    )
