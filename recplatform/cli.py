@@ -109,6 +109,82 @@ def init() -> None:
 
 # ----- commands added by the other modules are registered below ---------------------------------
 
+# ----- embedding workers (recplatform.workers.commands): worker, embed ------------------------------
+from recplatform.workers.commands import register as _register_worker_commands  # noqa: E402
+
+_register_worker_commands(app)
+
+
+# ----- load (datasets + ingestion) -------------------------------------------------------------
+load_app = typer.Typer(
+    help="Load a dataset: every row is validated, then everything is upserted in one transaction (all or nothing); "
+    "changed rows are then written to Feast's online store and queued for embedding.",
+    no_args_is_help=True,
+)
+app.add_typer(load_app, name="load")
+
+
+def _load(read, label: str, online: bool, enqueue: bool) -> None:
+    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input."""
+    from recplatform.ingest import ValidationError, ingest_dataset
+
+    settings = _settings()
+    started = time.perf_counter()
+    try:
+        with console.status(f"reading {label}"):
+            dataset = read()
+        read_seconds = time.perf_counter() - started
+        console.print(f"read {label}: " + ", ".join(f"{n:,} {k}" for k, n in dataset.counts().items())
+                      + f" in {read_seconds:.2f}s")
+        result = ingest_dataset(dataset, settings=settings, online=online, enqueue=enqueue, progress=True)
+    except (ValidationError, FileNotFoundError) as exc:
+        console.print(f"[red]nothing loaded[/red]: {exc}")
+        raise typer.Exit(1) from None
+    total = time.perf_counter() - started
+    counts = dataset.counts()
+    print_table(f"loaded {dataset.name}", ["table", "input rows", "inserted", "updated", "new or changed content"], [
+        ["users", f"{counts['users']:,}", result.users_inserted, result.users_updated, len(result.changed_user_ids)],
+        ["items", f"{counts['items']:,}", result.items_inserted, result.items_updated, len(result.changed_item_ids)],
+        ["interactions", f"{counts['interactions']:,}", result.interactions_added, result.interactions_updated, ""],
+    ])
+    timings = result.timings
+    print_table("seconds", ["step", "seconds"], [
+        ["read files / generate", f"{read_seconds:.2f}"],
+        ["validate rows", f"{timings.get('validate', 0.0):.2f}"],
+        ["database write (one transaction)", f"{timings.get('write', 0.0):.2f}"],
+        ["feast online write", f"{timings['online']:.2f}" if "online" in timings else "skipped"],
+        ["enqueue embeddings", f"{timings['enqueue']:.2f}" if "enqueue" in timings else "skipped"],
+        ["total", f"{total:.2f}"],
+    ])
+
+
+@load_app.command("movielens")
+def load_movielens_command(
+    path: Path = typer.Argument(..., help="MovieLens directory: ml-100k raw layout (u.user, u.item, u.data) "
+                                          "or ml-1m layout (users.dat, movies.dat, ratings.dat)."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+) -> None:
+    """Load MovieLens (ml-100k or ml-1m) from GroupLens' files; re-loading the same files changes nothing."""
+    from recplatform.datasets import load_movielens
+
+    _load(lambda: load_movielens(path), str(path), online, enqueue)
+
+
+@load_app.command("synthetic")
+def load_synthetic_command(
+    users: int = typer.Option(1000, "--users", min=1, help="Number of users."),
+    items: int = typer.Option(500, "--items", min=2, help="Number of items."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+) -> None:
+    """Generate and load a synthetic dataset whose users' genre tastes follow their demographics."""
+    from recplatform.datasets import generate_synthetic
+
+    _load(lambda: generate_synthetic(users, items, seed=seed), f"synthetic {users}x{items} seed {seed}",
+          online, enqueue)
+
 
 # ----- features (Feast) -------------------------------------------------------------------------
 features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True)
