@@ -58,3 +58,23 @@ def load_dataset(settings, dataset, *, cold_users: set[str] = frozenset(), model
                 "VALUES (%s, %s, 'demographic', %s, 'h')",
                 [(space.space_id, u["user_id"], Vector(np.asarray(v, np.float32))) for u, v in zip(users, user_vecs)])
     return space
+
+
+def planted_database(services_settings, prefix: str, *, n_users: int = 240, n_items: int = 300, seed: int = 3,
+                     n_cold: int = 30):
+    """A fresh migrated database with a synthetic dataset (planted tastes), content vectors and a trained
+    collaborative space; the first ``n_cold`` users keep their demographics but lose their interactions."""
+    import os
+
+    from recplatform import services
+    from recplatform.datasets.synthetic import generate_synthetic
+    from recplatform.retrieval import collaborative
+
+    settings = services_settings.model_copy(update={"database_name": f"{prefix}_{os.getpid()}"})
+    services.ensure_database(settings)
+    db.migrate(settings)
+    dataset = generate_synthetic(n_users, n_items, seed=seed, signal=1.5)
+    cold = {f"u{i}" for i in range(1, n_cold + 1)}
+    load_dataset(settings, dataset, cold_users=cold)
+    collaborative.train_collaborative_space(settings)
+    return settings, dataset, cold

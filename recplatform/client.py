@@ -1,0 +1,310 @@
+"""Python client: recommendations, similar items, explanations and ingestion calls over the SQL functions.
+
+The client never ranks anything itself: every list comes from the ``rec.*`` SQL functions (migration 0002),
+so Python, the CLI and analytics tools see the same results. For a person who is not stored,
+:meth:`RecClient.recommend_for_profile` writes their demographic prompt with the same template and embeds it
+in-process with the encoder of the active content space, then calls ``rec.recommend_for_demographic_vector``.
+
+Errors: :class:`UnknownUserError`, :class:`UnknownItemError` and :class:`InvalidRequestError` (``.argument``
+names the bad argument), all subclasses of :class:`RecClientError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from recplatform import db
+from recplatform.config import Settings, get_settings
+from recplatform.retrieval import sql
+
+MAX_K = 1000
+STRATEGIES = ("taste", "neighbors_vote", "neighbors_taste", "learned_map", "prompt", "popularity")
+
+
+# ----- results and errors -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recommendation:
+    """One ranked item; ``source`` says which path served it (taste, demographic_neighbors, learned_map, ...)."""
+
+    rank: int
+    item_id: str
+    title: str
+    score: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One contribution to an explanation: a history item or a neighbour user, with its similarity/weight."""
+
+    source: str
+    reason: str  # history_item | neighbor_user | popularity
+    ref_id: str
+    label: str
+    similarity: float | None
+    weight: float | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    user_id: str
+    item_id: str
+    source: str | None
+    reasons: list[Reason] = field(default_factory=list)
+
+
+class RecClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class UnknownUserError(RecClientError, LookupError):
+    def __init__(self, user_id: object, message: str | None = None):
+        super().__init__(message or f"unknown user_id {user_id!r}")
+        self.user_id = user_id
+
+
+class UnknownItemError(RecClientError, LookupError):
+    def __init__(self, item_id: object, message: str | None = None):
+        super().__init__(message or f"unknown item_id {item_id!r}")
+        self.item_id = item_id
+
+
+class InvalidRequestError(RecClientError, ValueError):
+    def __init__(self, argument: str, message: str):
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+
+
+# ----- argument checks (types; value ranges are checked again by the SQL functions) -----------------------
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InvalidRequestError("k", f"must be an integer between 1 and {MAX_K}, got {k!r}")
+    if not 1 <= int(k) <= MAX_K:
+        raise InvalidRequestError("k", f"must be between 1 and {MAX_K}, got {k}")
+    return int(k)
+
+
+def _check_genres(genres: Any) -> list[str] | None:
+    if genres is None:
+        return None
+    if isinstance(genres, str):
+        genres = [genres]
+    if not isinstance(genres, Iterable) or isinstance(genres, (bytes, Mapping)):
+        raise InvalidRequestError("genres", f"must be a genre name or a list of genre names, got {genres!r}")
+    out = list(genres)
+    if not out or any(not isinstance(g, str) or not g.strip() for g in out):
+        raise InvalidRequestError("genres", f"must be a non-empty list of non-empty genre names, got {genres!r}")
+    return out
+
+
+def _check_years(years: Any) -> tuple[int | None, int | None]:
+    """None, one year, a (min, max) pair with None for an open end, or a range."""
+
+    def year(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 3000:
+            raise InvalidRequestError("years", f"years must be integers between 0 and 3000, got {value!r}")
+        return int(value)
+
+    if years is None:
+        return None, None
+    if isinstance(years, range):
+        if years.step != 1 or len(years) == 0:
+            raise InvalidRequestError("years", f"a range of years must be non-empty with step 1, got {years!r}")
+        return year(years.start), year(years.stop - 1)
+    if isinstance(years, (int, np.integer)) and not isinstance(years, bool):
+        return year(years), year(years)
+    if isinstance(years, (tuple, list)) and len(years) == 2:
+        low, high = year(years[0]), year(years[1])
+        if low is not None and high is not None and low > high:
+            raise InvalidRequestError("years", f"min year {low} is greater than max year {high}")
+        return low, high
+    raise InvalidRequestError("years", f"must be a year, a (min, max) pair or a range, got {years!r}")
+
+
+def _check_strategy(strategy: Any) -> str | None:
+    if strategy is not None and strategy not in STRATEGIES:
+        raise InvalidRequestError("strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    return strategy
+
+
+def _check_id(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+        raise InvalidRequestError(name, f"must be a string id, got {value!r}")
+    return str(value)
+
+
+def _translate(error: psycopg.Error, user_id: Any = None, item_id: Any = None) -> Exception:
+    diag = error.diag
+    column = diag.column_name or ""
+    message = diag.message_primary or str(error)
+    if diag.sqlstate == "P0002" and column == "user_id":
+        return UnknownUserError(user_id, message)
+    if diag.sqlstate == "P0002" and column == "item_id":
+        return UnknownItemError(item_id, message)
+    if diag.sqlstate in ("22023", "22000", "P0002") and column:
+        return InvalidRequestError(column, message)
+    return error
+
+
+# ----- the client ---------------------------------------------------------------------------------------
+class RecClient:
+    """Recommendations for stored users, unstored profiles and items, from Python (one connection, thread-safe)."""
+
+    def __init__(self, settings: Settings | None = None, *, database_url: str | None = None,
+                 broker_url: str | None = None):
+        settings = settings or get_settings()
+        updates = {k: v for k, v in (("database_url", database_url), ("broker_url", broker_url)) if v}
+        self.settings = settings.model_copy(update=updates) if updates else settings
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_urls(cls, database_url: str, broker_url: str | None = None) -> "RecClient":
+        return cls(Settings(database_url=database_url, broker_url=broker_url))
+
+    # -- plumbing --
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings, autocommit=True)
+        return self._conn
+
+    def _rows(self, query: str, params: Mapping[str, Any], *, user_id: Any = None, item_id: Any = None) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._connection().execute(query, params).fetchall()
+            except psycopg.errors.RaiseException as error:  # pragma: no cover - P0001 is not used by our functions
+                raise _translate(error, user_id, item_id) from None
+            except psycopg.Error as error:
+                translated = _translate(error, user_id, item_id)
+                if translated is error:
+                    raise
+                raise translated from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "RecClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- retrieval --
+    def recommend(self, user_id: str, k: int = 10, *, exclude_seen: bool = True, genres: Sequence[str] | str | None = None,
+                  years: Any = None, strategy: str | None = None,
+                  popularity_weight: float | None = None) -> list[Recommendation]:
+        """Top k items for a stored user (warm: taste; cold: the strategy in rec.retrieval_defaults)."""
+        user_id = _check_id("user_id", user_id)
+        min_year, max_year = _check_years(years)
+        params = {"user_id": user_id, "k": _check_k(k), "exclude_seen": bool(exclude_seen),
+                  "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
+                  "strategy": _check_strategy(strategy), "popularity_weight": popularity_weight}
+        return [Recommendation(*r) for r in self._rows(sql.RECOMMEND, params, user_id=user_id)]
+
+    def recommend_for_profile(self, *, age: int | None = None, gender: str | None = None,
+                              occupation: str | None = None, zip_code: str | None = None, k: int = 10,
+                              genres: Sequence[str] | str | None = None, years: Any = None,
+                              strategy: str | None = None,
+                              popularity_weight: float | None = None) -> list[Recommendation]:
+        """Top k items for a person who is not stored, from the demographics given here.
+
+        With no demographics at all the result is popularity (``source`` says so).
+        """
+        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, np.integer)) or not 0 <= age <= 120):
+            raise InvalidRequestError("age", f"must be an integer between 0 and 120, got {age!r}")
+        for name, value in (("gender", gender), ("occupation", occupation), ("zip_code", zip_code)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidRequestError(name, f"must be a string, got {value!r}")
+        min_year, max_year = _check_years(years)
+        profile = {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}
+        vector = self.profile_vector(profile) if any(v not in (None, "") for v in profile.values()) else None
+        params = {"vector": vector, "k": _check_k(k), "strategy": _check_strategy(strategy),
+                  "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
+                  "popularity_weight": popularity_weight}
+        return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_DEMOGRAPHIC, params)]
+
+    def profile_vector(self, profile: Mapping[str, Any]) -> np.ndarray | None:
+        """The demographic-prompt embedding of a profile with the active content space's encoder and template."""
+        from recplatform.embedding.encoder import load_encoder
+        from recplatform.text.templates import TEMPLATE_VERSION, user_prompt
+
+        with self._lock:
+            row = self._connection().execute(sql.ACTIVE_CONTENT_SPACE).fetchone()
+        if row is None:
+            return None  # no content space yet: the SQL serves popularity
+        _, model_ref, dimension, template_version = row
+        if template_version and template_version != TEMPLATE_VERSION:
+            raise InvalidRequestError("profile", f"the active content space uses templates {template_version!r} "
+                                                 f"but this process renders {TEMPLATE_VERSION!r}")
+        encoder = load_encoder(model_ref)
+        vector = encoder.encode([user_prompt(profile)])[0]
+        if len(vector) != dimension:
+            raise InvalidRequestError("profile", f"encoder {model_ref} gives dimension {len(vector)}, "
+                                                 f"the content space has {dimension}")
+        return np.asarray(vector, dtype=np.float32)
+
+    def recommend_for_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10, *,
+                             genres: Sequence[str] | str | None = None, years: Any = None,
+                             space: str = "content", exclude_user: str | None = None) -> list[Recommendation]:
+        """Items nearest an arbitrary vector in the active ``content`` or ``collaborative`` space."""
+        try:
+            array = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidRequestError("query", f"must be a sequence of numbers, got {type(vector).__name__}") from None
+        if array.ndim != 1 or not len(array) or not np.all(np.isfinite(array)):
+            raise InvalidRequestError("query", "must be a non-empty one-dimensional vector of finite numbers")
+        min_year, max_year = _check_years(years)
+        params = {"vector": array, "k": _check_k(k), "genres": _check_genres(genres), "min_year": min_year,
+                  "max_year": max_year, "space": space,
+                  "exclude_user": None if exclude_user is None else _check_id("exclude_user", exclude_user)}
+        return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_VECTOR, params)]
+
+    def similar_items(self, item_id: str, k: int = 10, *, genres: Sequence[str] | str | None = None,
+                      years: Any = None, space: str | None = None) -> list[Recommendation]:
+        """Items most similar to ``item_id`` (collaborative space when it has a vector there, else content)."""
+        item_id = _check_id("item_id", item_id)
+        min_year, max_year = _check_years(years)
+        params = {"item_id": item_id, "k": _check_k(k), "genres": _check_genres(genres), "min_year": min_year,
+                  "max_year": max_year, "space": space}
+        return [Recommendation(*r) for r in self._rows(sql.SIMILAR_ITEMS, params, item_id=item_id)]
+
+    def explain(self, user_id: str, item_id: str, k: int = 5) -> Explanation:
+        """The history items (warm) or neighbour users (cold) that pulled ``item_id`` up for ``user_id``."""
+        user_id, item_id = _check_id("user_id", user_id), _check_id("item_id", item_id)
+        rows = self._rows(sql.EXPLAIN, {"user_id": user_id, "item_id": item_id, "k": _check_k(k)},
+                          user_id=user_id, item_id=item_id)
+        reasons = [Reason(*r) for r in rows]
+        return Explanation(user_id, item_id, reasons[0].source if reasons else None, reasons)
+
+    # -- ingestion (the data engineer's module does the work) --
+    def add_users(self, rows: Any, **kwargs: Any):
+        """Insert or update users (canonical columns); returns the IngestResult."""
+        from recplatform import ingest
+
+        return ingest.upsert_users(rows, settings=self.settings, **kwargs)
+
+    update_users = add_users
+
+    def add_items(self, rows: Any, **kwargs: Any):
+        """Insert or update items (canonical columns); returns the IngestResult."""
+        from recplatform import ingest
+
+        return ingest.upsert_items(rows, settings=self.settings, **kwargs)
+
+    update_items = add_items
+
+    def add_interactions(self, rows: Any, **kwargs: Any):
+        """Append interactions (canonical columns); returns the IngestResult."""
+        from recplatform import ingest
+
+        return ingest.add_interactions(rows, settings=self.settings, **kwargs)
