@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,9 @@ _SCHEMA_LOCK = 7302282  # pg advisory lock keys (the migration uses 7302281)
 _APPLY_LOCK = 7302283
 _VAR = re.compile(r"\$\{(\w+)\}")
 
-_stores: dict[tuple, "FeatureStore"] = {}
+#: Stores kept per process; one in production, more only for tools/tests that switch databases.
+MAX_STORES = 4
+_stores: "OrderedDict[tuple, FeatureStore]" = OrderedDict()
 _stores_pid = os.getpid()
 _stores_lock = threading.Lock()
 
@@ -133,7 +136,35 @@ def get_store(settings: Settings | None = None) -> "FeatureStore":
             ensure_schemas(settings)  # the SQL registry creates its tables on connect
             store = FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
             _stores[key] = store
+            while len(_stores) > MAX_STORES:  # each store holds pooled connections to its database
+                _close_store(_stores.popitem(last=False)[1])
+        _stores.move_to_end(key)
         return store
+
+
+def close_stores() -> None:
+    """Close every cached store's connections (registry engine, online-store pool) in this process."""
+    with _stores_lock:
+        while _stores:
+            _close_store(_stores.popitem()[1])
+
+
+def _close_store(store: "FeatureStore") -> None:
+    # Feast 0.67 has no synchronous close(): release what the Postgres stores and SQL registry hold.
+    provider = getattr(store, "_provider", None)
+    online = getattr(provider, "_online_store", None)
+    try:
+        if getattr(online, "_conn_pool", None) is not None:
+            online._conn_pool.close()
+            online._conn_pool = None
+        if getattr(online, "_conn", None) is not None:
+            online._conn.close()
+            online._conn = None
+        registry = getattr(store, "_registry", None)
+        for engine in {getattr(registry, "write_engine", None), getattr(registry, "read_engine", None)} - {None}:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - closing is best effort
+        log.debug("closing a Feast store: %s", exc)
 
 
 # ----- apply -----------------------------------------------------------------------------------

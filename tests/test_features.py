@@ -26,7 +26,8 @@ def feast_settings(services_settings) -> Settings:
     services.ensure_database(settings)
     db.migrate(settings)
     features.apply(settings)
-    return settings
+    yield settings
+    features.close_stores()
 
 
 def _prefix() -> str:
@@ -116,6 +117,18 @@ def test_one_store_per_process_and_database(feast_settings, services_settings):
     other = services_settings.model_copy(update={"database_name": f"feast_other_{os.getpid()}"})
     services.ensure_database(other)
     assert features.get_store(other) is not features.get_store(feast_settings)
+
+    first = features.get_store(feast_settings)
+    features.online_user_features(["anyone"], feast_settings)  # opens the online pool
+    features.close_stores()
+    assert features.get_store(feast_settings) is not first
+    assert features.online_user_features(["anyone"], feast_settings)[0]["age"] is None
+    with db.connect(other, vector=False) as conn:  # nothing of ours holds the other database open
+        conn.execute("SELECT 1")
+    with db.connect(feast_settings, vector=False) as conn:
+        held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (other.database_name,)).fetchone()[0]
+    assert held == 0
 
 
 # ----- online writes and reads ------------------------------------------------------------------------
@@ -272,8 +285,14 @@ def test_movielens_user_1_and_item_1_from_feast(ml100k_path, services_settings):
     settings = services_settings.model_copy(update={"database_name": f"feast_ml_{os.getpid()}"})
     services.ensure_database(settings)
     db.migrate(settings)
-    features.apply(settings)
+    try:
+        _check_movielens(ml100k_path, settings, ingest, datasets)
+    finally:
+        features.close_stores()
 
+
+def _check_movielens(ml100k_path, settings, ingest, datasets) -> None:
+    features.apply(settings)
     data = datasets.load_movielens(ml100k_path)
     ingest.ingest(data.users, data.items, data.interactions, source=str(ml100k_path), settings=settings,
                   online=True, enqueue=False)
