@@ -58,7 +58,7 @@ def _print_status(settings: Settings) -> None:
 
 # ----- services ---------------------------------------------------------------------------------
 @app.command()
-def up() -> None:
+def up(worker: bool = typer.Option(False, "--worker", help="Also start one background Celery worker (with beat).")) -> None:
     """Start the embedded Postgres+pgvector and Redis under the state directory (idempotent).
 
     Services configured externally (RECPLATFORM_DATABASE_URL / RECPLATFORM_BROKER_URL) are left alone.
@@ -68,6 +68,10 @@ def up() -> None:
     settings = _settings()
     started = time.perf_counter()
     services.up(settings)
+    if worker:
+        from recplatform.workers.process import start_local_worker
+
+        start_local_worker(settings)
     console.print(f"[green]ready[/green] in {time.perf_counter() - started:.2f}s")
     _print_status(settings)
 

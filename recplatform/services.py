@@ -290,6 +290,10 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def down(settings: Settings) -> list[str]:
     """Stop the processes ``up`` started; returns the names of those stopped."""
     stopped = []
+    from recplatform.workers.process import stop_local_worker
+
+    if stop_local_worker(settings):  # first: it finishes its task while the broker and database are still up
+        stopped.append("worker")
     if stop_redis(settings):
         stopped.append("redis")
     if stop_postgres(settings):

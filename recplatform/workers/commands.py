@@ -1,0 +1,136 @@
+"""The ``recplatform worker`` and ``recplatform embed`` commands (registered on the CLI by ``register``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``worker`` and ``embed`` to the ``recplatform`` Typer app."""
+    app.command("worker")(worker)
+    app.command("embed")(embed)
+
+
+def worker(
+    queues: str = typer.Option("embed,default", "--queues", "-Q", help="Queues to consume: embed (model work), default (light work)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Processes/threads; default from the cores (1 on a GPU)."),
+    pool: Optional[str] = typer.Option(None, "--pool", "-P", help="solo | threads | prefork; default solo on a GPU, prefork on CPU."),
+    beat: bool = typer.Option(False, "--beat", "-B", help="Also run the beat scheduler (periodic reconcile) in this worker."),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
+) -> None:
+    """Run a Celery worker in the foreground (Ctrl-C: finish the current task and stop)."""
+    from recplatform.cli import _settings, console
+    from recplatform.workers import process
+
+    settings = _settings()
+    try:
+        p = process.plan(settings, queues=queues, concurrency=concurrency, pool=pool, beat=beat)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"worker: queues {','.join(p.queues)}, pool {p.pool} x{p.concurrency}, device {p.device}, "
+                  f"broker {settings.celery_broker_url}")
+    from recplatform.workers.app import celery_app
+
+    celery_app.worker_main(argv=process.worker_argv(p, loglevel=loglevel,
+                                                    schedule=str(settings.state_dir / "celerybeat-schedule")))
+
+
+def embed(
+    space: Optional[str] = typer.Option(None, "--space", help="Space name or id (default: the configured model's content space)."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress until the space is full (then switch to it if it was being built)."),
+    local: bool = typer.Option(False, "--local", help="Embed in this process, without a broker or worker."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Ids per batch / message."),
+) -> None:
+    """Embed every user and item whose current content has no vector in the content space (backfill)."""
+    from recplatform.cli import _settings, console, print_table
+    from recplatform.embedding import pipeline, spaces
+    from recplatform.embedding.encoder import load_encoder
+
+    settings = _settings()
+    if space is not None:
+        try:
+            target = spaces.get_space(settings, space)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc.args[0]), param_hint="--space") from exc
+    else:
+        target = spaces.ensure_content_space(settings, load_encoder(settings.model))
+    before = spaces.completeness(settings, target.space_id)
+    console.print(f"space [bold]{target.name}[/] (id {target.space_id}, {target.status}): "
+                  f"{before.done}/{before.total} embedded, {before.missing} missing")
+    started = time.perf_counter()
+    if local:
+        _embed_local(settings, target, batch_size, console)
+    else:
+        from recplatform.workers.enqueue import reconcile_spaces
+
+        try:
+            result = reconcile_spaces(settings, force=True, space_name=space if space is not None else None,
+                                      register=False)
+        except Exception as exc:  # noqa: BLE001 - broker down: say what to do
+            console.print(f"[red]could not enqueue[/red] ({type(exc).__name__}: {exc}); is the broker up "
+                          f"({settings.celery_broker_url})? Use --local to embed without one.")
+            raise typer.Exit(1) from exc
+        rows = [[name, c["items"], c["users"], c["batches"]] for name, c in result.spaces.items()]
+        print_table("enqueued", ["space", "items", "users", "messages"], rows)
+        if result.activated:
+            console.print(f"activated: {', '.join(result.activated)}")
+        if wait:
+            _wait_full(settings, target, console)
+    after = spaces.completeness(settings, target.space_id)
+    if after.complete and spaces.activate_if_complete(settings, spaces.get_space(settings, target.space_id)):
+        if not target.is_active:
+            console.print(f"[green]switched[/green]: {target.name} is now the active content space")
+    if local or wait:
+        console.print(f"{after.done}/{after.total} embedded in {time.perf_counter() - started:.1f}s")
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]embedding[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:>7.1f} items/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+def _embed_local(settings, target, batch_size, console) -> None:
+    from recplatform.embedding import pipeline, spaces
+
+    todo = spaces.completeness(settings, target.space_id).missing
+    started = time.perf_counter()
+    with _progress(console) as bar:
+        task = bar.add_task(target.name, total=todo, rate=0.0)
+        done = 0
+
+        def advance(stats) -> None:
+            nonlocal done
+            done += stats.requested
+            bar.update(task, completed=done, rate=done / max(time.perf_counter() - started, 1e-9))
+
+        pipeline.embed_missing_local(settings, target, batch_size=batch_size, on_batch=advance)
+
+
+def _wait_full(settings, target, console, poll: float = 0.5, hint_after: float = 30.0) -> None:
+    """Poll the space's completeness until it is full; warn once when nothing moves (no worker?)."""
+    from recplatform.embedding import spaces
+
+    first = spaces.completeness(settings, target.space_id)
+    started = last_move = time.perf_counter()
+    last_done, hinted = first.done, False
+    with _progress(console) as bar:
+        task = bar.add_task(target.name, total=first.total, completed=first.done, rate=0.0)
+        while True:
+            c = spaces.completeness(settings, target.space_id)
+            now = time.perf_counter()
+            if c.done != last_done:
+                last_done, last_move = c.done, now
+            bar.update(task, total=c.total, completed=c.done, rate=(c.done - first.done) / max(now - started, 1e-9))
+            if c.complete:
+                break
+            if not hinted and now - last_move > hint_after:
+                bar.console.print(f"[yellow]no progress for {hint_after:.0f}s[/yellow]: is a worker running? "
+                                  "(`recplatform worker`, or `recplatform up --worker`)")
+                hinted = True
+            time.sleep(poll)

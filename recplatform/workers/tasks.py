@@ -1,0 +1,87 @@
+"""The Celery tasks: embed items / users, refresh collaborative taste vectors, train the collaborative
+space, and ``reconcile`` (find what lacks a vector and enqueue it).
+
+Every task is idempotent (the upsert skips entities whose current content hash already has a vector),
+so a redelivered or duplicated message costs a query and writes nothing. Database and broker errors
+are retried with exponential backoff; the arguments are JSON lists of ids.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from recplatform.config import get_settings
+from recplatform.workers.app import celery_app
+
+log = logging.getLogger(__name__)
+
+try:  # redis-py raises its own connection errors when the broker goes away mid-task
+    from redis.exceptions import ConnectionError as RedisConnectionError
+except ImportError:  # pragma: no cover - redis is a dependency of celery[redis]
+    RedisConnectionError = ConnectionError
+
+RETRYING = {
+    "autoretry_for": (psycopg.OperationalError, KombuOperationalError, RedisConnectionError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+
+@celery_app.task(name="recplatform.embed_items", **RETRYING)
+def embed_items(ids: list[str], space_id: int | None = None) -> list[dict]:
+    """Embed item cards into the active content space (and one being backfilled), or into ``space_id``."""
+    from recplatform.embedding import pipeline
+
+    return [s.as_dict() for s in pipeline.embed_ids(pipeline.ITEM, ids, get_settings(), space_id)]
+
+
+@celery_app.task(name="recplatform.embed_users", **RETRYING)
+def embed_users(ids: list[str], space_id: int | None = None) -> list[dict]:
+    """Embed users' demographic prompts into the content space(s); taste vectors are ``refresh_user_taste``."""
+    from recplatform.embedding import pipeline
+
+    return [s.as_dict() for s in pipeline.embed_ids(pipeline.USER, ids, get_settings(), space_id)]
+
+
+@celery_app.task(name="recplatform.refresh_user_taste", **RETRYING)
+def refresh_user_taste(ids: list[str]) -> None:
+    """Fold users' new interactions into their taste vectors in the active collaborative space."""
+    from recplatform.retrieval.collaborative import refresh_user_taste as refresh
+
+    return _plain(refresh(list(ids), get_settings()))
+
+
+@celery_app.task(name="recplatform.train_collaborative_space", soft_time_limit=3300, time_limit=3500, **RETRYING)
+def train_collaborative_space() -> dict | None:
+    """Train (or retrain) the collaborative space from all interactions."""
+    from recplatform.retrieval.collaborative import train_collaborative_space as train
+
+    space = train(get_settings())
+    return _plain(space)
+
+
+@celery_app.task(name="recplatform.reconcile", soft_time_limit=240, time_limit=300, **RETRYING)
+def reconcile(force: bool = False) -> dict:
+    """Enqueue every entity whose current content hash has no vector in the active (or building) content
+    space, and switch to a building space once it is full. Run by beat and by ``recplatform embed``."""
+    from recplatform.workers.enqueue import reconcile_spaces
+
+    return reconcile_spaces(get_settings(), force=force).as_dict()
+
+
+def _plain(value):
+    """A JSON-serialisable summary of what a wrapped function returned (results are not stored anyway)."""
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(value).items() if isinstance(v, (str, int, float, bool, type(None)))}
+    return str(value)
