@@ -199,7 +199,11 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
     from recplatform import features
 
     settings = _settings()
-    rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
+    try:
+        rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
+    except RuntimeError as exc:  # repository not applied yet
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     if as_json:
         payload = rows[0] if len(rows) == 1 else rows
         typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
@@ -241,7 +245,11 @@ def materialize() -> None:
     from recplatform import features
 
     settings = _settings()
-    result = features.materialize(settings, progress=True)
+    try:
+        result = features.materialize(settings, progress=True)
+    except RuntimeError as exc:  # repository not applied yet
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     print_table("feast online store refreshed", ["feature view", "rows"],
                 [[name, n] for name, n in sorted(result.rows.items())])
     console.print(f"{result.total} rows in {result.seconds:.2f}s")
