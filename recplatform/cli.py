@@ -255,6 +255,12 @@ def materialize() -> None:
     console.print(f"{result.total} rows in {result.seconds:.2f}s")
 
 
+# ----- evaluate (evaluation engineer) -----------------------------------------------------------
+from recplatform.evaluation.command import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
+
+
 def main() -> None:
     app()
 

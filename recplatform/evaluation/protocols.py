@@ -1,0 +1,122 @@
+"""Seeded, reproducible train/test splits: user-disjoint cold-user folds, per-user temporal warm holdout, new items.
+
+Every split keeps the whole catalogue and every user's demographics; only interactions move between train and
+test. Relevant items are the held-out interactions with ``rating >= threshold`` (an interaction without a
+rating counts as relevant). Test users whose held-out part has no relevant item stay in ``relevant`` with an
+empty set, so the metrics can exclude and count them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+PROTOCOLS: tuple[str, ...] = ("cold-user", "warm", "new-item")
+
+
+@dataclass
+class Split:
+    """One train/test split of a dataset's interactions."""
+
+    protocol: str
+    fold: int
+    train: pd.DataFrame
+    test: pd.DataFrame
+    relevant: dict[str, set[str]]
+    exclude: dict[str, set[str]] = field(default_factory=dict)
+    held_out_items: frozenset[str] = frozenset()
+
+    @property
+    def test_users(self) -> list[str]:
+        return list(self.relevant)
+
+
+def relevant_mask(interactions: pd.DataFrame, threshold: float) -> pd.Series:
+    """True where an interaction counts as relevant: rating >= threshold, or no rating at all (implicit event)."""
+    rating = pd.to_numeric(interactions["rating"], errors="coerce")
+    return rating.isna() | (rating >= threshold)
+
+
+def _relevant_sets(test: pd.DataFrame, users, threshold: float) -> dict[str, set[str]]:
+    rel = test[relevant_mask(test, threshold)]
+    grouped = rel.groupby("user_id")["item_id"].agg(set).to_dict()
+    return {str(u): set(grouped.get(u, set())) for u in users}
+
+
+def _seen(train: pd.DataFrame, users) -> dict[str, set[str]]:
+    wanted = set(users)
+    part = train[train["user_id"].isin(wanted)]
+    grouped = part.groupby("user_id")["item_id"].agg(set).to_dict()
+    return {u: set(grouped.get(u, set())) for u in users}
+
+
+def cold_user_folds(interactions: pd.DataFrame, *, folds: int = 5, seed: int = 0,
+                    threshold: float = 4.0) -> Iterator[Split]:
+    """User-disjoint k-fold: each fold's users lose all their interactions from training (demographics only)."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    users = np.array(sorted(interactions["user_id"].unique()))
+    if len(users) < folds:
+        raise ValueError(f"folds={folds} but only {len(users)} users have interactions")
+    order = np.random.default_rng(seed).permutation(len(users))
+    for fold, idx in enumerate(np.array_split(order, folds)):
+        held = set(users[idx])
+        in_test = interactions["user_id"].isin(held)
+        test = interactions[in_test]
+        yield Split("cold-user", fold, train=interactions[~in_test], test=test,
+                    relevant=_relevant_sets(test, sorted(held), threshold),
+                    exclude={u: set() for u in sorted(held)})
+
+
+def temporal_holdout(interactions: pd.DataFrame, fraction: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's last ``fraction`` of interactions by time go to test.
+
+    A user with n >= 2 interactions holds out max(1, floor(fraction * n)) of them and keeps at least one;
+    users with a single interaction stay in training. Interactions with the same timestamp keep the order
+    they have in ``interactions`` (stable sort), so the split is deterministic for a given input.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    ordered = interactions.sort_values(["user_id", "occurred_at"], kind="mergesort")
+    position = ordered.groupby("user_id").cumcount()
+    size = ordered.groupby("user_id")["item_id"].transform("size")
+    n_test = np.where(size >= 2, np.minimum(np.maximum(1, np.floor(fraction * size)), size - 1), 0)
+    in_test = position >= (size - n_test)
+    return ordered[~in_test], ordered[in_test]
+
+
+def warm_split(interactions: pd.DataFrame, *, fraction: float = 0.2, threshold: float = 4.0) -> Split:
+    """Per-user temporal holdout; the users' training items are excluded from their rankings."""
+    train, test = temporal_holdout(interactions, fraction)
+    users = sorted(test["user_id"].unique())
+    return Split("warm", 0, train=train, test=test, relevant=_relevant_sets(test, users, threshold),
+                 exclude=_seen(train, users))
+
+
+def new_item_split(interactions: pd.DataFrame, *, fraction: float = 0.1, seed: int = 0,
+                   threshold: float = 4.0) -> Split:
+    """A random ``fraction`` of the items lose all their interactions; test = who really rated them."""
+    items = np.array(sorted(interactions["item_id"].unique()))
+    n_held = max(1, int(math.floor(fraction * len(items) + 0.5)))
+    held = frozenset(items[np.random.default_rng(seed).permutation(len(items))[:n_held]])
+    in_test = interactions["item_id"].isin(held)
+    train, test = interactions[~in_test], interactions[in_test]
+    users = sorted(test["user_id"].unique())
+    return Split("new-item", 0, train=train, test=test, relevant=_relevant_sets(test, users, threshold),
+                 exclude=_seen(train, users), held_out_items=held)
+
+
+def splits(protocol: str, interactions: pd.DataFrame, *, folds: int = 5, seed: int = 0, threshold: float = 4.0,
+           warm_fraction: float = 0.2, new_item_fraction: float = 0.1) -> list[Split]:
+    """The splits of one named protocol."""
+    if protocol == "cold-user":
+        return list(cold_user_folds(interactions, folds=folds, seed=seed, threshold=threshold))
+    if protocol == "warm":
+        return [warm_split(interactions, fraction=warm_fraction, threshold=threshold)]
+    if protocol == "new-item":
+        return [new_item_split(interactions, fraction=new_item_fraction, seed=seed, threshold=threshold)]
+    raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")

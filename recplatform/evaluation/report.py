@@ -1,0 +1,143 @@
+"""Writes an evaluation's results: ``results.json``, ``run.json``, a readable ``report.md`` and PNG plots (Agg).
+
+``results.json`` holds, for each protocol, a list of rows ``{"strategy", "default", "kind", "ndcg@10", ...,
+"ci95": {"ndcg@10": [lo, hi], ...}, "n_users", "users_without_relevant"}``; ``run.json`` the dataset, commit,
+configuration, runtime and notes. ``report.md`` has one table per
+protocol with the best value of each column in bold, and the plots are ``ndcg_at_k_<protocol>.png`` (NDCG@k
+by strategy) and ``ndcg_vs_coverage_<protocol>.png`` (NDCG@10 against catalogue coverage@10).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from recplatform.evaluation.runner import EvalResult, StrategyResult
+
+TABLE_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit@10", "ndcg@5", "ndcg@20",
+                                  "recall@20", "coverage@10", "novelty@10", "diversity@10")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def protocol_table(rows: list[StrategyResult], columns: tuple[str, ...] = TABLE_METRICS) -> str:
+    """A markdown table: one row per strategy, best per column in bold, CI for NDCG@10, default marked."""
+    best = {}
+    for col in columns:
+        values = [r.report.values.get(col, np.nan) for r in rows]
+        finite = [v for v in values if np.isfinite(v)]
+        best[col] = max(finite) if finite else None
+    head = ["strategy", "kind"] + [c + (" (95% CI)" if c == "ndcg@10" else "") for c in columns] + ["users"]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---", "---"] + ["---:"] * (len(columns) + 1)) + " |"]
+    ordered = sorted(rows, key=lambda r: (r.kind != "baseline", -np.nan_to_num(r.report.values.get("ndcg@10", 0))))
+    for r in ordered:
+        name = r.strategy + (" **(default)**" if r.default else "")
+        cells = [name, r.kind]
+        for col in columns:
+            v = r.report.values.get(col, np.nan)
+            text = _fmt(v, 2 if col.startswith("novelty") else 4)
+            if col == "ndcg@10" and col in r.report.ci95:
+                lo, hi = r.report.ci95[col]
+                text += f" ({_fmt(lo)}–{_fmt(hi)})"
+            if best[col] is not None and np.isfinite(v) and np.isclose(v, best[col], rtol=0, atol=5e-7):
+                text = f"**{text}**"
+            cells.append(text)
+        cells.append(str(r.report.n_users))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: EvalResult) -> str:
+    cfg = result.config
+    parts = [
+        f"# Evaluation report: {result.dataset}",
+        "",
+        f"- commit `{result.commit}`, seed {cfg.seed}, folds {cfg.folds} (cold-user), relevant = rating >= "
+        f"{cfg.threshold:g}, warm holdout = last {cfg.warm_fraction:.0%} per user by time, new items = "
+        f"{cfg.new_item_fraction:.0%} of the catalogue",
+        f"- dataset: {result.counts.get('users', '?')} users, {result.counts.get('items', '?')} items, "
+        f"{result.counts.get('interactions', '?')} interactions; runtime {result.seconds:.0f} s",
+        "- full ranking over the whole catalogue; 95% CI = percentile bootstrap over users "
+        f"({cfg.n_boot} resamples); best value per column in **bold**; `(default)` = what the platform serves",
+    ]
+    for note in result.notes:
+        parts.append(f"- note: {note}")
+    for protocol, rows in result.results.items():
+        parts += ["", f"## {protocol}", ""]
+        if rows:
+            excluded = rows[0].report.users_without_relevant
+            parts.append(f"{rows[0].report.n_users} test users with at least one relevant item "
+                         f"({excluded} without any were excluded).")
+            parts.append("")
+        parts.append(protocol_table(rows))
+        for r in rows:
+            if r.params:
+                parts.append(f"\n- `{r.strategy}` parameters: " + json.dumps(r.params, sort_keys=True, default=str))
+    return "\n".join(parts) + "\n"
+
+
+def plot(result: EvalResult, out: Path) -> list[Path]:
+    """NDCG@k by strategy and NDCG@10 against coverage@10, one PNG each per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    ks = list(result.config.ks)
+    for protocol, rows in result.results.items():
+        if not rows:
+            continue
+        slug = protocol.replace("-", "_")
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for r in rows:
+            ax.plot(ks, [r.report.values.get(f"ndcg@{k}", np.nan) for k in ks], marker="o",
+                    linestyle="--" if r.kind == "baseline" else "-", label=r.strategy)
+        ax.set_xlabel("k")
+        ax.set_ylabel("NDCG@k")
+        ax.set_xticks(ks)
+        ax.set_title(f"{result.dataset} — {protocol}: NDCG@k by strategy")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        path = out / f"ndcg_at_k_{slug}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in rows:
+            x, y = r.report.values.get("coverage@10", np.nan), r.report.values.get("ndcg@10", np.nan)
+            ax.scatter([x], [y], marker="s" if r.kind == "baseline" else "o")
+            ax.annotate(r.strategy, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("catalogue coverage@10 (log)")
+        ax.set_ylabel("NDCG@10")
+        ax.set_title(f"{result.dataset} — {protocol}: accuracy vs coverage")
+        fig.tight_layout()
+        path = out / f"ndcg_vs_coverage_{slug}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(result: EvalResult, out: Path | str) -> dict[str, Path]:
+    """Write results.json, report.md and the plots under ``out``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+    run_path = out / "run.json"
+    run_path.write_text(json.dumps(result.run_info(), indent=2, default=str) + "\n")
+    md_path = out / "report.md"
+    md_path.write_text(markdown(result))
+    paths = {"results.json": json_path, "run.json": run_path, "report.md": md_path}
+    for p in plot(result, out):
+        paths[p.name] = p
+    return paths

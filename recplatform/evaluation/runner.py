@@ -1,0 +1,245 @@
+"""Runs baselines and platform strategies over the evaluation protocols and collects their metrics.
+
+For each protocol the runner builds the seeded splits, and for each split:
+
+- computes the baselines in-process (:mod:`recplatform.evaluation.baselines`) on the training interactions;
+- when platform strategies are on, loads the training data into a fresh database and asks the platform's own
+  SQL functions for the test users' rankings (:mod:`recplatform.evaluation.serving`), so the numbers are what
+  production serves.
+
+Rankings of all folds are pooled (cold-user folds are user-disjoint, so every user is scored once) and the
+metrics of :mod:`recplatform.evaluation.metrics` are computed once per strategy, with bootstrap CIs over users.
+Novelty uses each item's share of all the dataset's interactions; diversity uses the items' content
+embeddings (the platform's encoder over the item cards).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recplatform.config import PROJECT_ROOT, Settings
+from recplatform.evaluation import baselines, metrics
+from recplatform.evaluation.protocols import PROTOCOLS, Split, splits
+
+log = logging.getLogger(__name__)
+
+BASELINES: tuple[str, ...] = ("random", "popularity", "segment_popularity", "cf")
+# Which baselines make sense where: EASE needs history, so it is left out of cold-user.
+BASELINES_BY_PROTOCOL: dict[str, tuple[str, ...]] = {
+    "cold-user": ("random", "popularity", "segment_popularity"),
+    "warm": BASELINES,
+    "new-item": BASELINES,
+}
+
+
+@dataclass
+class EvalConfig:
+    """What to run: protocols, folds, seed, relevance threshold, cut-offs, and whether to run the platform."""
+
+    protocols: tuple[str, ...] = PROTOCOLS
+    folds: int = 5
+    seed: int = 0
+    threshold: float = 4.0
+    warm_fraction: float = 0.2
+    new_item_fraction: float = 0.1
+    ks: tuple[int, ...] = metrics.DEFAULT_KS
+    n_boot: int = 1000
+    platform: bool = True
+    model: str | None = None  # encoder for the platform's content space and for diversity; None = settings.model
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.protocols if p not in PROTOCOLS]
+        if bad:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} (or all), got {bad[0]!r}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+
+    @property
+    def max_k(self) -> int:
+        return max(self.ks)
+
+
+@dataclass
+class StrategyResult:
+    """One strategy's metrics on one protocol."""
+
+    protocol: str
+    strategy: str
+    kind: str  # "baseline" or "platform"
+    default: bool
+    report: metrics.MetricReport
+    seconds: float
+    params: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The results.json row: strategy, default, every metric, ci95 per ranking metric, counts."""
+        out: dict = {"strategy": self.strategy, "default": self.default, "kind": self.kind}
+        out.update({k: _clean(v) for k, v in self.report.values.items()})
+        out["ci95"] = {k: [_clean(lo), _clean(hi)] for k, (lo, hi) in self.report.ci95.items()}
+        out["n_users"] = self.report.n_users
+        out["users_without_relevant"] = self.report.users_without_relevant
+        out["seconds"] = round(self.seconds, 3)
+        out["params"] = self.params
+        return out
+
+
+@dataclass
+class EvalResult:
+    """Everything one ``recplatform evaluate`` run measured."""
+
+    dataset: str
+    config: EvalConfig
+    results: dict[str, list[StrategyResult]]
+    seconds: float
+    commit: str
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def best(self, protocol: str, metric: str = "ndcg@10", kind: str | None = None) -> StrategyResult | None:
+        rows = [r for r in self.results.get(protocol, []) if kind is None or r.kind == kind]
+        rows = [r for r in rows if np.isfinite(r.report.values.get(metric, np.nan))]
+        return max(rows, key=lambda r: r.report.values[metric]) if rows else None
+
+    def as_json(self) -> dict:
+        """results.json: for each protocol, the list of strategy rows."""
+        return {p: [r.row() for r in rows] for p, rows in self.results.items()}
+
+    def run_info(self) -> dict:
+        """run.json: what was run, on what, at which commit, how long it took."""
+        return {"dataset": self.dataset, "commit": self.commit, "seconds": round(self.seconds, 1),
+                "config": asdict(self.config), "counts": self.counts, "notes": self.notes}
+
+
+def _clean(value: float) -> float | None:
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else None
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "recplatform", "migrations"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def item_content_vectors(items: pd.DataFrame, model: str | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """Items' content embeddings (encoder over item cards) for diversity; (None, reason) when unavailable."""
+    try:
+        from recplatform.embedding.encoder import load_encoder
+        from recplatform.text.templates import item_card
+    except ImportError as exc:
+        return None, f"diversity not computed: encoder/templates unavailable ({exc})"
+    encoder = load_encoder(model)
+    vectors = encoder.encode([item_card(r) for r in items.to_dict("records")])
+    return dict(zip(items["item_id"].astype(str), np.asarray(vectors))), None
+
+
+Progress = Callable[[str, int], None]  # (description, steps done) callback
+
+
+def _baseline_recs(name: str, split: Split, view: baselines.TrainView, k: int, seed: int,
+                   threshold: float, params: dict) -> dict[str, list[str]]:
+    users = split.test_users
+    if name == "random":
+        return baselines.random_recs(view, users, split.exclude, k, seed=seed * 1000 + split.fold)
+    if name == "popularity":
+        return baselines.popularity_recs(view, users, split.exclude, k)
+    if name == "segment_popularity":
+        m = baselines.tune_segment_min_users(view, split.train, seed=seed + split.fold, threshold=threshold)
+        params.setdefault("min_users_by_fold", []).append(m)
+        return baselines.segment_popularity_recs(view, users, split.exclude, k, min_users=m)
+    if name == "cf":
+        recs, lam = baselines.ease_recs(view, split.train, users, split.exclude, k, threshold=threshold)
+        params.setdefault("ease_lambda_by_fold", []).append(lam)
+        return recs
+    raise ValueError(f"unknown baseline {name!r}")
+
+
+def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None, *,
+                   progress: Progress | None = None, on_total: Callable[[int], None] | None = None) -> EvalResult:
+    """Evaluate every strategy on every protocol of ``config`` over ``dataset`` (a recplatform Dataset)."""
+    started = time.perf_counter()
+    notes: list[str] = []
+    interactions = dataset.interactions
+    items = dataset.items
+    item_ids = [str(i) for i in items["item_id"]]
+    item_counts = interactions["item_id"].value_counts().to_dict()
+    vectors, why = item_content_vectors(items, config.model)
+    if why:
+        notes.append(why)
+
+    platform_available = False
+    if config.platform:
+        from recplatform.evaluation import serving
+
+        platform_available, why = serving.available()
+        if not platform_available:
+            notes.append(f"platform strategies not run: {why}")
+
+    plan = {p: splits(p, interactions, folds=config.folds, seed=config.seed, threshold=config.threshold,
+                      warm_fraction=config.warm_fraction, new_item_fraction=config.new_item_fraction)
+            for p in config.protocols}
+    if on_total:
+        on_total(sum(len(s) for s in plan.values()) * (2 if platform_available else 1))
+    done = 0
+    results: dict[str, list[StrategyResult]] = {}
+    for protocol, split_list in plan.items():
+        names = BASELINES_BY_PROTOCOL[protocol]
+        recs: dict[str, dict[str, list[str]]] = {}
+        seconds: dict[str, float] = {}
+        params: dict[str, dict] = {}
+        kinds: dict[str, str] = {}
+        defaults: dict[str, bool] = {}
+        relevant: dict[str, set[str]] = {}
+        for split in split_list:
+            relevant.update(split.relevant)
+            view = baselines.TrainView.build(split.train, item_ids, dataset.users)
+            for name in names:
+                t0 = time.perf_counter()
+                params.setdefault(name, {})
+                recs.setdefault(name, {}).update(
+                    _baseline_recs(name, split, view, config.max_k, config.seed, config.threshold, params[name]))
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+                kinds[name] = "baseline"
+                defaults[name] = False
+            done += 1
+            if progress:
+                progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: baselines", done)
+            if platform_available:
+                from recplatform.evaluation import serving
+
+                served = serving.serve_split(dataset, split, config, settings)
+                for strat in served.strategies:
+                    recs.setdefault(strat.name, {}).update(strat.recommendations)
+                    seconds[strat.name] = seconds.get(strat.name, 0.0) + strat.seconds
+                    kinds[strat.name] = "platform"
+                    defaults[strat.name] = strat.default
+                    params[strat.name] = strat.params
+                notes.extend(n for n in served.notes if n not in notes)
+                done += 1
+                if progress:
+                    progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: platform", done)
+        results[protocol] = [
+            StrategyResult(protocol, name, kinds[name], defaults[name],
+                           metrics.evaluate(recs[name], relevant, catalogue_size=len(item_ids), item_counts=item_counts,
+                                            item_vectors=vectors, ks=config.ks, n_boot=config.n_boot, seed=config.seed),
+                           seconds[name], params.get(name, {}))
+            for name in recs
+        ]
+    counts = {"users": len(dataset.users), "items": len(items), "interactions": len(interactions)}
+    return EvalResult(dataset=getattr(dataset, "name", "dataset"), config=config, results=results,
+                      seconds=time.perf_counter() - started, commit=git_commit(), notes=notes, counts=counts)

@@ -1,0 +1,223 @@
+"""Platform strategies for the evaluation: load a split's training data into a fresh database and ask the
+platform's own SQL function ``rec.recommend`` for every test user, so the numbers are what production serves.
+
+Per split:
+
+1. a new database on the same server (``<database_name>_eval_<pid>_<n>``), migrated to head;
+2. :func:`recplatform.ingest.ingest` of all users (demographics), all items, and the *training* interactions
+   (Feast online writes and Celery enqueueing off: the tables are the truth);
+3. the content space for the encoder, filled in-process by the embedding pipeline's own batch
+   (:func:`recplatform.embedding.pipeline.embed_batch`, the code the Celery tasks run; ``embed --local`` style)
+   with an encoder wrapper that memoises text → vector, so the same card is not encoded once per fold;
+4. :func:`recplatform.retrieval.collaborative.train_collaborative_space` (ALS, items without interactions
+   mapped from their content vectors, item priors, the demographic → taste map);
+5. ``SELECT item_id FROM rec.recommend(user, k, true, NULL, NULL, NULL, strategy, popularity_weight)`` for
+   every test user and platform strategy; the database is dropped afterwards.
+
+Which platform strategy is the default comes from ``rec.retrieval_defaults`` (what ``rec.recommend`` serves
+when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql as psql
+
+from recplatform.config import Settings, get_settings
+from recplatform.evaluation.protocols import Split
+
+log = logging.getLogger(__name__)
+
+COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learned_map", "prompt")
+WARM_STRATEGIES: tuple[str, ...] = ("taste",)
+PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
+_counter = itertools.count(1)
+
+RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s)"
+DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight FROM rec.retrieval_defaults"
+HAS_RECOMMEND_SQL = "SELECT to_regprocedure('rec.recommend(text, integer, boolean, text[], integer, integer, text, " \
+                    "double precision)') IS NOT NULL"
+
+
+@dataclass
+class ServedStrategy:
+    """One platform strategy's rankings for a split's test users."""
+
+    name: str
+    strategy: str
+    popularity_weight: float
+    recommendations: dict[str, list[str]]
+    seconds: float
+    default: bool
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class ServedSplit:
+    strategies: list[ServedStrategy]
+    notes: list[str] = field(default_factory=list)
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def strategy_name(strategy: str, weight: float) -> str:
+    return strategy if weight == 0 else f"{strategy}+prior{weight:g}"
+
+
+def strategies_for(protocol: str) -> list[tuple[str, float]]:
+    """(SQL strategy, popularity-prior weight) pairs evaluated on a protocol."""
+    base = COLD_STRATEGIES if protocol == "cold-user" else WARM_STRATEGIES
+    return [(s, w) for s in base for w in PRIOR_WEIGHTS]
+
+
+def available() -> tuple[bool, str]:
+    """Whether the platform pieces the evaluation drives can be imported; (False, why) otherwise."""
+    try:
+        import recplatform.embedding.encoder  # noqa: F401
+        import recplatform.embedding.pipeline  # noqa: F401
+        import recplatform.ingest  # noqa: F401
+        import recplatform.retrieval.collaborative  # noqa: F401
+    except ImportError as exc:
+        return False, f"platform modules missing ({exc})"
+    return True, ""
+
+
+class MemoEncoder:
+    """The platform encoder with a text → vector memo (evaluation encodes the same cards in every fold)."""
+
+    def __init__(self, encoder) -> None:
+        self._encoder = encoder
+        self.model_ref = encoder.model_ref
+        self.dimension = encoder.dimension
+        self.device = getattr(encoder, "device", "cpu")
+        self._memo: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if todo:
+            vectors = np.asarray(self._encoder.encode(todo, progress=progress), dtype=np.float32)
+            self._memo.update(zip(todo, vectors))
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.vstack([self._memo[t] for t in texts])
+
+
+_ENCODERS: dict[str | None, MemoEncoder] = {}
+
+
+def memo_encoder(model: str | None) -> MemoEncoder:
+    if model not in _ENCODERS:
+        from recplatform.embedding.encoder import load_encoder
+
+        _ENCODERS[model] = MemoEncoder(load_encoder(model))
+    return _ENCODERS[model]
+
+
+def _admin_url(settings: Settings) -> str:
+    return settings.postgres_url.replace(f"/{settings.database_name}?", "/postgres?")
+
+
+def create_database(base: Settings, label: str) -> Settings:
+    """A new migrated database on the base settings' server (embedded Postgres only)."""
+    from recplatform import db, services
+
+    if not base.uses_embedded_postgres:
+        raise RuntimeError("database_url: platform evaluation creates scratch databases and needs the embedded "
+                           "server (unset RECPLATFORM_DATABASE_URL, or run with --no-platform)")
+    name = f"{base.database_name}_eval_{os.getpid()}_{next(_counter)}_{label}"[:63]
+    settings = base.model_copy(update={"database_name": name})
+    services.ensure_database(settings)
+    db.migrate(settings)
+    return settings
+
+
+def drop_database(settings: Settings) -> None:
+    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
+        conn.execute(psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(settings.database_name)))
+
+
+def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) -> dict[str, float]:
+    """Ingest the split's training view, embed everything in-process, train the collaborative space."""
+    from recplatform.embedding import pipeline, spaces
+    from recplatform.ingest import ingest
+    from recplatform.retrieval.collaborative import train_collaborative_space
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ingest(users=dataset.users, items=dataset.items, interactions=split.train, source=f"evaluation:{split.protocol}",
+           settings=settings, online=False, enqueue=False)
+    timings["ingest"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    space = spaces.ensure_content_space(settings, encoder)
+    item_ids, user_ids = spaces.missing_ids(settings, space.space_id)
+    for kind, ids in ((pipeline.ITEM, item_ids), (pipeline.USER, user_ids)):
+        for chunk in pipeline.batches(ids, 1024):
+            pipeline.embed_batch(kind, chunk, space, settings, encoder=encoder)
+    if not spaces.activate_if_complete(settings, spaces.get_space(settings, space.space_id)):
+        raise RuntimeError(f"content space {space.name} is not complete after embedding")
+    timings["embed"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train_collaborative_space(settings)
+    timings["train"] = time.perf_counter() - t0
+    return timings
+
+
+def _defaults(conn) -> dict[str, tuple[str, float]]:
+    return {row[0]: (row[1], float(row[2])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
+
+
+def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int) -> dict[str, list[str]]:
+    """rec.recommend for every user over one connection (what a client or analytics tool would run)."""
+    from recplatform import db
+
+    out: dict[str, list[str]] = {}
+    with db.connect(settings, autocommit=True) as conn:
+        for user in users:
+            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight)).fetchall()]
+    return out
+
+
+def serve_split(dataset, split: Split, config, base: Settings | None = None) -> ServedSplit:
+    """Every platform strategy's rankings for one split (see the module doc)."""
+    from recplatform import db
+
+    base = base or get_settings()
+    encoder = memo_encoder(config.model)
+    settings = create_database(base, f"{split.protocol.replace('-', '')}{split.fold}")
+    notes: list[str] = []
+    try:
+        timings = load_split(dataset, split, settings, encoder)
+        with db.connect(settings, autocommit=True) as conn:
+            if not conn.execute(HAS_RECOMMEND_SQL).fetchone()[0]:
+                return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
+            defaults = _defaults(conn)
+        default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
+        served = []
+        users = split.test_users
+        for strategy, weight in strategies_for(split.protocol):
+            t0 = time.perf_counter()
+            recs = recommend_all(settings, users, strategy, weight, config.max_k)
+            seconds = time.perf_counter() - t0
+            is_default = default is not None and default[0] == strategy and np.isclose(default[1], weight)
+            served.append(ServedStrategy(strategy_name(strategy, weight), strategy, weight, recs, seconds,
+                                         bool(is_default),
+                                         {"sql_strategy": strategy, "popularity_weight": weight}))
+            log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold,
+                     strategy_name(strategy, weight), len(users), seconds)
+        if default is not None and not any(s.default for s in served):
+            notes.append(f"{split.protocol}: the platform default ({default[0]}, prior {default[1]:g}) is not among "
+                         "the evaluated variants")
+        return ServedSplit(served, notes, timings)
+    finally:
+        try:
+            drop_database(settings)
+        except psycopg.Error as exc:
+            log.warning("could not drop evaluation database %s: %s", settings.database_name, exc)
