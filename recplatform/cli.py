@@ -255,6 +255,12 @@ def materialize() -> None:
     console.print(f"{result.total} rows in {result.seconds:.2f}s")
 
 
+# ----- retrieval (recplatform.retrieval.commands): train, recommend, similar, explain ------------
+from recplatform.retrieval.commands import register as _register_retrieval_commands  # noqa: E402
+
+_register_retrieval_commands(app)
+
+
 # ----- evaluate (evaluation engineer) -----------------------------------------------------------
 from recplatform.evaluation.command import evaluate_command  # noqa: E402
 

@@ -1,0 +1,144 @@
+"""CLI commands of the retrieval layer: ``train``, ``recommend``, ``similar``, ``explain`` (registered on the app).
+
+They call :mod:`recplatform.retrieval.collaborative` and :class:`recplatform.client.RecClient`; ranking stays in
+the SQL functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Optional
+
+import typer
+
+
+def _client():
+    from recplatform.cli import _settings
+    from recplatform.client import RecClient
+
+    return RecClient(_settings())
+
+
+def _fail(exc: Exception) -> None:
+    from recplatform.cli import console
+
+    console.print(f"[red]{exc}[/red]")
+    raise typer.Exit(1)
+
+
+def _years(min_year: Optional[int], max_year: Optional[int]):
+    return None if min_year is None and max_year is None else (min_year, max_year)
+
+
+def _print_recs(title: str, recs, as_json: bool) -> None:
+    from recplatform.cli import print_table
+
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in recs], indent=2))
+        return
+    print_table(title, ["rank", "item_id", "title", "score", "source"],
+                [[r.rank, r.item_id, r.title, f"{r.score:.4f}", r.source] for r in recs])
+
+
+def train(
+    factors: int = typer.Option(32, "--factors", min=2, max=512, help="Latent factors (space dimension = factors + 1)."),
+    iterations: int = typer.Option(12, "--iterations", min=1, max=200, help="ALS iterations."),
+    reg: float = typer.Option(0.1, "--reg", min=0.0, help="L2 regularisation lambda."),
+    alpha: float = typer.Option(10.0, "--alpha", min=0.0, help="Confidence slope: c = 1 + alpha * strength."),
+    half_life_days: float = typer.Option(365.0, "--half-life-days", min=0.01,
+                                         help="Recency half-life within a user's history."),
+) -> None:
+    """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
+    from recplatform.cli import console, print_table, _settings
+    from recplatform.retrieval import collaborative
+
+    settings = _settings()
+    params = collaborative.CollaborativeParams(factors=factors, iterations=iterations, reg=reg, alpha=alpha,
+                                               half_life_days=half_life_days)
+    started = time.perf_counter()
+    try:
+        space = collaborative.train_collaborative_space(settings, params, progress=True)
+    except ValueError as exc:
+        _fail(exc)
+    p = space.params or {}
+    print_table("collaborative space", ["field", "value"], [
+        ["space", f"{space.name} (id {space.space_id})"], ["dimension", space.dimension],
+        ["users with a taste vector", p.get("n_users")], ["items with interactions", p.get("n_items")],
+        ["final loss", f"{p.get('final_loss', 0):.1f}"], ["seconds", f"{time.perf_counter() - started:.2f}"],
+    ])
+    console.print("[green]active[/green]: rec.recommend now serves warm users from this space")
+
+
+def recommend(
+    user_id: str = typer.Argument(..., help="A stored user id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
+    genre: Optional[list[str]] = typer.Option(None, "--genre", help="Only items with any of these genres (repeatable)."),
+    min_year: Optional[int] = typer.Option(None, "--min-year"),
+    max_year: Optional[int] = typer.Option(None, "--max-year"),
+    strategy: Optional[str] = typer.Option(None, "--strategy",
+                                           help="taste, neighbors_vote, neighbors_taste, learned_map, prompt, popularity "
+                                                "(default: rec.retrieval_defaults)."),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Top k items for a user (from the rec.recommend SQL function)."""
+    from recplatform.client import RecClientError
+
+    with _client() as client:
+        try:
+            recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
+                                    years=_years(min_year, max_year), strategy=strategy)
+        except RecClientError as exc:
+            _fail(exc)
+    _print_recs(f"recommendations for user {user_id}", recs, as_json)
+
+
+def similar(
+    item_id: str = typer.Argument(..., help="A stored item id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
+    space: Optional[str] = typer.Option(None, "--space", help="collaborative or content (default: collaborative "
+                                                              "when the item has a vector there)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Items most similar to an item (rec.similar_items)."""
+    from recplatform.client import RecClientError
+
+    with _client() as client:
+        try:
+            recs = client.similar_items(item_id, k, space=space)
+        except RecClientError as exc:
+            _fail(exc)
+    _print_recs(f"items similar to {item_id}", recs, as_json)
+
+
+def explain(
+    user_id: str = typer.Argument(..., help="A stored user id."),
+    item_id: str = typer.Argument(..., help="A stored item id."),
+    k: int = typer.Option(5, "-k", "--k", help="How many reasons."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Why an item ranks for a user: history items (warm) or demographic neighbours (cold) that pulled it up."""
+    from recplatform.cli import print_table
+    from recplatform.client import RecClientError
+
+    with _client() as client:
+        try:
+            result = client.explain(user_id, item_id, k)
+        except RecClientError as exc:
+            _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2))
+        return
+    print_table(f"why {item_id} for user {user_id} (source: {result.source})",
+                ["reason", "id", "label", "similarity", "weight"],
+                [[r.reason, r.ref_id, r.label, "" if r.similarity is None else f"{r.similarity:.4f}",
+                  "" if r.weight is None else f"{r.weight:g}"] for r in result.reasons])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("recommend")(recommend)
+    app.command("similar")(similar)
+    app.command("explain")(explain)
