@@ -147,9 +147,12 @@ def _load(read, label: str, online: bool, enqueue: bool) -> None:
     total = time.perf_counter() - started
     counts = dataset.counts()
     print_table(f"loaded {dataset.name}", ["table", "input rows", "inserted", "updated", "new or changed content"], [
-        ["users", f"{counts['users']:,}", result.users_inserted, result.users_updated, len(result.changed_user_ids)],
-        ["items", f"{counts['items']:,}", result.items_inserted, result.items_updated, len(result.changed_item_ids)],
-        ["interactions", f"{counts['interactions']:,}", result.interactions_added, result.interactions_updated, ""],
+        ["users", f"{counts['users']:,}", f"{result.users_inserted:,}", f"{result.users_updated:,}",
+         f"{len(result.changed_user_ids):,}"],
+        ["items", f"{counts['items']:,}", f"{result.items_inserted:,}", f"{result.items_updated:,}",
+         f"{len(result.changed_item_ids):,}"],
+        ["interactions", f"{counts['interactions']:,}", f"{result.interactions_added:,}",
+         f"{result.interactions_updated:,}", ""],
     ])
     timings = result.timings
     print_table("seconds", ["step", "seconds"], [
