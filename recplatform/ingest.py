@@ -497,13 +497,15 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def task(self, description: str, total: int) -> Callable[[int], None]:
+    def task(self, description: str, total: int) -> Callable[..., None]:
+        """A function ``advance(n, description=None)`` for one bar (the description can change as work moves on)."""
         if self._bar is None:
-            return lambda n: None
-        task_id = self._bar.add_task(description, total=max(total, 1))
+            return lambda n, description=None: None
+        bar = self._bar
+        task_id = bar.add_task(description, total=max(total, 1))
         if total == 0:
-            self._bar.update(task_id, completed=1)
-        return lambda n: self._bar.advance(task_id, n)
+            bar.update(task_id, completed=1)
+        return lambda n, description=None: bar.update(task_id, advance=n, description=description)
 
 
 # ----- the ingestion call -------------------------------------------------------------------------
@@ -571,16 +573,18 @@ def _check_references(conn, tables: dict[str, _Table]) -> None:
         raise first_bad[1]
 
 
-def _copy(conn, table: _Table, rows: Iterable[tuple], advance: Callable[[int], None]) -> None:
+def _copy(conn, table: _Table, rows: Iterable[tuple], advance: Callable[..., None]) -> None:
     create, copy_sql, types = _TEMP_TABLES[table.spec.name]
     conn.execute(create)
     with conn.cursor().copy(copy_sql) as copy:
         copy.set_types(types)
+        done = 0  # the COPY is shown as the first half of the bar, the upsert as the second
         for n, row in enumerate(rows, 1):
             copy.write_row(row)
             if n % _COPY_PROGRESS_CHUNK == 0:
-                advance(_COPY_PROGRESS_CHUNK)
-    advance(len(table) % _COPY_PROGRESS_CHUNK)
+                advance(n // 2 - done)
+                done = n // 2
+    advance(len(table) // 2 - done, description=f"upserting {table.spec.name}")
     conn.execute(f"ANALYZE ingest_{table.spec.name}")  # fixed names from _TEMP_TABLES, never caller input
 
 
@@ -604,7 +608,9 @@ def _write_entities(conn, table: _Table, result: IngestResult, bar: _Progress) -
     _copy(conn, table, rows, advance)
     inserted = updated = 0
     changed: list[str] = []
-    for entity_id, was_inserted, hash_changed in conn.execute(sql):
+    returned = conn.execute(sql).fetchall()
+    advance(len(table) - len(table) // 2, description=f"wrote {table.spec.name}")
+    for entity_id, was_inserted, hash_changed in returned:
         inserted += bool(was_inserted)
         updated += not was_inserted
         if was_inserted or hash_changed:
@@ -624,6 +630,7 @@ def _write_interactions(conn, table: _Table, result: IngestResult, bar: _Progres
                cols["occurred_at"])
     _copy(conn, table, rows, advance)
     added, updated, user_ids, item_ids = conn.execute(_UPSERT_INTERACTIONS).fetchone()
+    advance(len(table) - len(table) // 2, description="wrote interactions")
     result.interactions_added, result.interactions_updated = int(added), int(updated)
     result.touched_user_ids, result.touched_item_ids = sorted(user_ids), sorted(item_ids)
 
