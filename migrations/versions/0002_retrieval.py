@@ -235,12 +235,13 @@ DECLARE
     v_n integer;
     v_ids text[];
     v_dists double precision[];
-    v_filter constant text := ' AND NOT (e.item_id = ANY($2)) AND ($3::text[] IS NULL OR i.genres && $3)'
-        ' AND ($4::integer IS NULL OR i.year >= $4) AND ($5::integer IS NULL OR i.year <= $5)'
-        ' AND e.item_id IS DISTINCT FROM $7';
+    v_pop_ids text[];
+    v_pops double precision[];
+    v_filter text := ' AND NOT (e.item_id = ANY($2)) AND e.item_id IS DISTINCT FROM $7';
+    v_from text := 'rec.item_embeddings e';
     v_sql constant text :=
         'WITH c AS MATERIALIZED (SELECT e.item_id, (e.embedding::vector(%1$s) <=> $1)::float8 AS dist'
-        ' FROM rec.item_embeddings e JOIN rec.items i ON i.item_id = e.item_id'
+        ' FROM %5$s'
         ' WHERE e.space_id = %2$s %3$s ORDER BY %4$s LIMIT $6)'
         ' SELECT array_agg(c.item_id ORDER BY c.dist, c.item_id), array_agg(c.dist ORDER BY c.dist, c.item_id) FROM c';
 BEGIN
@@ -256,15 +257,22 @@ BEGIN
             vector_dims(p_query), p_space, v_dim USING ERRCODE = '22023', COLUMN = 'query';
     END IF;
     v_n := CASE WHEN p_pop_weight > 0 THEN greatest(p_k * 4, 50) ELSE p_k END;
-    PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * v_n))::text, true);
+    PERFORM set_config('hnsw.ef_search', least(1000, greatest(100, 2 * v_n))::text, true);
     PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 100 * v_n)::text, true);
+    IF p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL THEN
+        -- item filters need the item row; without them the index scan runs alone
+        v_from := 'rec.item_embeddings e JOIN rec.items i ON i.item_id = e.item_id';
+        v_filter := v_filter || ' AND ($3::text[] IS NULL OR i.genres && $3)'
+            ' AND ($4::integer IS NULL OR i.year >= $4) AND ($5::integer IS NULL OR i.year <= $5)';
+    END IF;
     -- HNSW with iterative scan: ORDER BY exactly the indexed expression.
-    EXECUTE format(v_sql, v_dim, p_space, v_filter, format('e.embedding::vector(%s) <=> $1', v_dim))
+    EXECUTE format(v_sql, v_dim, p_space, v_filter, format('e.embedding::vector(%s) <=> $1', v_dim), v_from)
         INTO v_ids, v_dists
         USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_n, p_exclude_item;
     IF coalesce(cardinality(v_ids), 0) < v_n THEN
         -- Exact scan ("+ 0" keeps the planner off the index): returns all that qualify when fewer than n do.
-        EXECUTE format(v_sql, v_dim, p_space, v_filter, format('(e.embedding::vector(%s) <=> $1) + 0', v_dim))
+        EXECUTE format(v_sql, v_dim, p_space, v_filter, format('(e.embedding::vector(%s) <=> $1) + 0', v_dim),
+                       v_from)
             INTO v_ids, v_dists
             USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_n, p_exclude_item;
     END IF;
@@ -277,22 +285,19 @@ BEGIN
         ORDER BY u.ord;
         RETURN;
     END IF;
+    -- Popular candidates that the vector search did not return get their similarity by primary-key lookups.
+    SELECT array_agg(c.item_id), array_agg(c.popularity) INTO v_pop_ids, v_pops
+    FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, v_n, p_exclude_item) c;
     RETURN QUERY
-    WITH vec AS (
+    WITH cand AS (
         SELECT u.item_id, 1 - u.dist AS sim FROM unnest(v_ids, v_dists) AS u(item_id, dist)
-    ), pop AS (
-        SELECT c.item_id FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, v_n, p_exclude_item) c
-    ), cand AS (
-        SELECT vec.item_id FROM vec UNION SELECT pop.item_id FROM pop
+        UNION ALL
+        SELECT e.item_id, 1 - (e.embedding <=> p_query) FROM rec.item_embeddings e
+        WHERE e.space_id = p_space AND e.item_id = ANY(v_pop_ids) AND NOT (e.item_id = ANY(v_ids))
     ), scored AS (
-        SELECT c.item_id,
-               (1 - p_pop_weight) * coalesce(v.sim, 1 - (e.embedding <=> p_query), 0)
-                   + p_pop_weight * coalesce(p.popularity, 0) AS s,
+        SELECT c.item_id, (1 - p_pop_weight) * c.sim + p_pop_weight * coalesce(p.popularity, 0) AS s,
                coalesce(p.popularity, 0) AS popularity
-        FROM cand c
-        LEFT JOIN vec v ON v.item_id = c.item_id
-        LEFT JOIN rec.item_embeddings e ON e.space_id = p_space AND e.item_id = c.item_id AND v.item_id IS NULL
-        LEFT JOIN rec.item_priors p ON p.item_id = c.item_id
+        FROM cand c LEFT JOIN rec.item_priors p ON p.item_id = c.item_id
     )
     SELECT (row_number() OVER (ORDER BY s.s DESC, s.popularity DESC, s.item_id))::integer, s.item_id, i.title,
            s.s, p_source
@@ -331,13 +336,32 @@ BEGIN
     END IF;
     IF p_require = 'taste' THEN
         v_warm := format('EXISTS (SELECT 1 FROM rec.user_embeddings t WHERE t.space_id = %s AND t.user_id = u.user_id'
-                         ' AND t.kind = ''taste'')', p_collab);
+                         ' AND t.kind = ''taste'' OFFSET 0)', p_collab);
     ELSE
-        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id)';
+        -- OFFSET 0 keeps this a per-row probe (not a semi-join over all interactions) beside the index scan
+        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET 0)';
     END IF;
     PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * p_n))::text, true);
-    EXECUTE format(v_sql, v_dim, p_content, v_warm, format('u.embedding::vector(%s) <=> $1', v_dim))
-        INTO v_ids, v_dists USING p_demo, p_self, p_n;
+    -- Most users with a demographic vector are warm: over-fetch 2n by the bare index scan, keep the warm ones
+    -- (one primary-key probe each); only when that leaves fewer than n, filter inside the iterative scan.
+    EXECUTE format(v_sql, v_dim, p_content, 'true', format('u.embedding::vector(%s) <=> $1', v_dim))
+        INTO v_ids, v_dists USING p_demo, p_self, 2 * p_n;
+    IF p_require = 'taste' THEN
+        SELECT array_agg(n.user_id ORDER BY n.ord), array_agg(n.dist ORDER BY n.ord) INTO v_ids, v_dists
+        FROM (SELECT w.user_id, w.dist, w.ord FROM unnest(v_ids, v_dists) WITH ORDINALITY AS w(user_id, dist, ord)
+              WHERE EXISTS (SELECT 1 FROM rec.user_embeddings t WHERE t.space_id = p_collab
+                            AND t.user_id = w.user_id AND t.kind = 'taste' OFFSET 0)
+              ORDER BY w.ord LIMIT p_n) n;
+    ELSE
+        SELECT array_agg(n.user_id ORDER BY n.ord), array_agg(n.dist ORDER BY n.ord) INTO v_ids, v_dists
+        FROM (SELECT w.user_id, w.dist, w.ord FROM unnest(v_ids, v_dists) WITH ORDINALITY AS w(user_id, dist, ord)
+              WHERE EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = w.user_id OFFSET 0)
+              ORDER BY w.ord LIMIT p_n) n;
+    END IF;
+    IF coalesce(cardinality(v_ids), 0) < p_n THEN
+        EXECUTE format(v_sql, v_dim, p_content, v_warm, format('u.embedding::vector(%s) <=> $1', v_dim))
+            INTO v_ids, v_dists USING p_demo, p_self, p_n;
+    END IF;
     IF coalesce(cardinality(v_ids), 0) < p_n THEN
         EXECUTE format(v_sql, v_dim, p_content, v_warm, format('(u.embedding::vector(%s) <=> $1) + 0', v_dim))
             INTO v_ids, v_dists USING p_demo, p_self, p_n;
@@ -347,7 +371,9 @@ END
 $fn$;
 
 -- Demographic neighbours voting: score(i) = sum_{n in N, n saw i} max(sim(u, n), 0) / sum_{n in N} max(sim(u, n), 0),
--- blended with the popularity prior; popular items fill in so k rows come back whenever k qualify.
+-- blended with the popularity prior: (1 - w) * vote + w * popularity. Candidates are the 4k best-voted items
+-- and the 4k most popular (with w < 1 an item outside both would need both a high vote and a high prior);
+-- popular items fill in so k rows come back whenever k qualify.
 CREATE FUNCTION rec._rank_by_neighbor_votes(p_neighbors text[], p_sims double precision[], p_k integer,
                                             p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                             p_pop_weight double precision)
@@ -358,23 +384,29 @@ LANGUAGE sql STABLE AS $fn$
     ), total AS (
         SELECT greatest(sum(nb.sim), 1e-9) AS t FROM nb
     ), votes AS (
-        SELECT p.item_id, sum(nb.sim) / (SELECT t FROM total) AS vote
-        FROM (SELECT DISTINCT x.user_id, x.item_id FROM rec.interactions x WHERE x.user_id = ANY(p_neighbors)) p
-        JOIN nb ON nb.user_id = p.user_id
-        GROUP BY p.item_id
+        -- one vote per (neighbour, item) interaction row, weighted by the neighbour's similarity
+        SELECT x.item_id, sum(nb.sim) / (SELECT t FROM total) AS vote
+        FROM nb JOIN rec.interactions x ON x.user_id = nb.user_id
+        WHERE NOT (x.item_id = ANY(p_seen))
+        GROUP BY x.item_id
     ), voted AS (
+        -- the best-voted items that pass the filters (only these and the most popular can reach the top k)
         SELECT v.item_id, v.vote FROM votes v JOIN rec.items i ON i.item_id = v.item_id
-        WHERE NOT (v.item_id = ANY(p_seen))
-          AND (p_genres IS NULL OR i.genres && p_genres)
+        WHERE (p_genres IS NULL OR i.genres && p_genres)
           AND (p_min_year IS NULL OR i.year >= p_min_year) AND (p_max_year IS NULL OR i.year <= p_max_year)
+        ORDER BY v.vote DESC, v.item_id
+        LIMIT greatest(p_k * 4, 50)
+    ), pop AS (
+        SELECT c.item_id, c.popularity
+        FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, greatest(p_k * 4, 50)) c
     ), cand AS (
-        SELECT voted.item_id FROM voted
-        UNION
-        SELECT c.item_id FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, greatest(p_k * 4, 50)) c
+        SELECT v.item_id, v.vote FROM voted v
+        UNION ALL
+        SELECT p.item_id, 0 FROM pop p WHERE NOT EXISTS (SELECT 1 FROM voted v WHERE v.item_id = p.item_id)
     ), scored AS (
-        SELECT c.item_id, (1 - p_pop_weight) * coalesce(v.vote, 0) + p_pop_weight * coalesce(p.popularity, 0) AS s,
+        SELECT c.item_id, (1 - p_pop_weight) * c.vote + p_pop_weight * coalesce(p.popularity, 0) AS s,
                coalesce(p.popularity, 0) AS popularity
-        FROM cand c LEFT JOIN voted v ON v.item_id = c.item_id LEFT JOIN rec.item_priors p ON p.item_id = c.item_id
+        FROM cand c LEFT JOIN rec.item_priors p ON p.item_id = c.item_id
     )
     SELECT (row_number() OVER (ORDER BY s.s DESC, s.popularity DESC, s.item_id))::integer, s.item_id, i.title, s.s,
            'demographic_neighbors'::text
