@@ -336,7 +336,8 @@ def _validate(rows: Any, spec: _Spec, source: str, now: datetime) -> _Table | No
         return None
     frame = _to_frame(rows, spec, source)
     file_source = frame.attrs.get("source")
-    is_file = bool(file_source and frame.attrs.get("line_index"))
+    # File loaders index rows by their line (index named "line"); a re-indexed copy falls back to positions.
+    is_file = bool(file_source and frame.attrs.get("line_index") and frame.index.name == "line")
     table_source = str(file_source or source)
     row_numbers = [int(i) for i in frame.index] if is_file else list(range(1, len(frame) + 1))
     table = _Table(spec, table_source, row_numbers, is_file, {})

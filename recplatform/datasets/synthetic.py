@@ -162,7 +162,9 @@ def generate_synthetic(n_users: int, n_items: int, seed: int = 0, *, interaction
         affinity = (user_pref[lo:hi] @ genre_share.T) * n_genres  # 1.0 = indifferent
         log_aff = np.log(affinity)
         scores = np.log(popularity)[None, :] + taste_strength * log_aff + rng.gumbel(size=(hi - lo, n_items))
-        ranked = np.argsort(-scores, axis=1)
+        k = int(n_per_user[lo:hi].max())
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_items else np.tile(np.arange(n_items), (hi - lo, 1))
+        ranked = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
         for row in range(hi - lo):
             u = lo + row
             chosen = ranked[row, : n_per_user[u]]
