@@ -2,8 +2,10 @@
 
 What it builds (in a fresh database ``bench_retrieval_<items>`` on the configured server):
 
-* ``--items`` items (default 100,000) with 384-d vectors that have cluster structure (Zipf-sized clusters,
-  items spread around their centre), genres tied to clusters, years; stored as the active collaborative space.
+* ``--items`` items (default 100,000) with 384-d vectors that have cluster structure: Zipf-sized clusters in a
+  64-d latent space, items spread around their centre, projected to 384-d plus full-rank noise (text-model
+  embeddings also sit near a low-dimensional subspace); genres tied to clusters, years; stored as the
+  active collaborative space.
 * ``--users`` users (default 10,000): 90 % warm with 20–500 history items (log-uniform; 80 % from 1–3
   favourite clusters), a taste vector = normalised mean of their history; 10 % cold (no history). Every
   user has a 384-d demographic vector near a segment centre tied to their favourite cluster (content space),
@@ -61,6 +63,7 @@ console = Console(width=int(os.environ.get("COLUMNS", "170")))
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
           "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 DIM = 384
+LATENT = 64
 
 
 # ----- data -----------------------------------------------------------------------------------------------
@@ -71,13 +74,17 @@ def unit(x: np.ndarray) -> np.ndarray:
 def make_data(n_items: int, n_users: int, seed: int, cold_share: float = 0.1):
     rng = np.random.default_rng(seed)
     n_clusters = max(20, min(1000, n_items // 500))
-    centres = unit(rng.normal(size=(n_clusters, DIM)))
+    # Like text-model embeddings, the vectors live near a low-dimensional subspace (LATENT dims, embedded in
+    # 384 by a random projection) plus a little full-rank noise; clusters are Zipf-sized.
+    projection = rng.normal(size=(LATENT, DIM)) / np.sqrt(LATENT)
+    centres = unit(rng.normal(size=(n_clusters, LATENT)))
     sizes = 1.0 / np.arange(1, n_clusters + 1) ** 0.7
     cluster = rng.choice(n_clusters, size=n_items, p=sizes / sizes.sum())
     items = np.empty((n_items, DIM), np.float32)
     for lo in range(0, n_items, 100_000):
         hi = min(n_items, lo + 100_000)
-        items[lo:hi] = unit(centres[cluster[lo:hi]] + 0.9 * unit(rng.normal(size=(hi - lo, DIM))))
+        latent = centres[cluster[lo:hi]] + 0.7 * unit(rng.normal(size=(hi - lo, LATENT)))
+        items[lo:hi] = unit(latent @ projection + 0.15 * unit(rng.normal(size=(hi - lo, DIM))))
     cluster_genre = rng.integers(0, len(GENRES), n_clusters)
     genres = [[GENRES[cluster_genre[c]]] + ([GENRES[g]] if (g := rng.integers(0, len(GENRES) * 2)) < len(GENRES)
                                             else []) for c in cluster]
@@ -87,7 +94,7 @@ def make_data(n_items: int, n_users: int, seed: int, cold_share: float = 0.1):
     n_cold = int(n_users * cold_share)
     favourite = [rng.choice(n_clusters, size=rng.integers(1, 4), replace=False, p=sizes / sizes.sum())
                  for _ in range(n_users)]
-    segments = unit(rng.normal(size=(50, DIM)))
+    segments = unit(rng.normal(size=(50, LATENT)) @ projection)
     demo = unit(segments[[f[0] % 50 for f in favourite]] + 0.5 * unit(rng.normal(size=(n_users, DIM))))
     histories: list[np.ndarray] = []
     for u in range(n_users):

@@ -179,19 +179,23 @@ $fn$;
 CREATE FUNCTION rec._popular_candidates(p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                         p_n integer, p_exclude_item text DEFAULT NULL)
 RETURNS TABLE(item_id text, popularity double precision)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 50 AS $fn$
 #variable_conflict use_column
 DECLARE
     v_got integer;
+    v_filtered constant boolean := p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL;
+    v_item_filter constant text := ' AND ($2::text[] IS NULL OR i.genres && $2) AND ($3::integer IS NULL OR i.year >= $3)'
+                                   ' AND ($4::integer IS NULL OR i.year <= $4)';
 BEGIN
-    RETURN QUERY
-    SELECT p.item_id, p.popularity
-    FROM rec.item_priors p JOIN rec.items i ON i.item_id = p.item_id
-    WHERE NOT (p.item_id = ANY(p_seen)) AND p.item_id IS DISTINCT FROM p_exclude_item
-      AND (p_genres IS NULL OR i.genres && p_genres)
-      AND (p_min_year IS NULL OR i.year >= p_min_year) AND (p_max_year IS NULL OR i.year <= p_max_year)
-    ORDER BY p.popularity DESC, p.item_id
-    LIMIT p_n;
+    p_seen := coalesce(p_seen, '{}');
+    -- Dynamic SQL: planned per call with the values (a walk down item_priors_rank, no sort).
+    RETURN QUERY EXECUTE format(
+        'SELECT p.item_id, p.popularity FROM rec.item_priors p %s'
+        ' WHERE NOT (p.item_id = ANY($1)) AND p.item_id IS DISTINCT FROM $6 %s'
+        ' ORDER BY p.popularity DESC, p.item_id LIMIT $5',
+        CASE WHEN v_filtered THEN 'JOIN rec.items i ON i.item_id = p.item_id' ELSE '' END,
+        CASE WHEN v_filtered THEN v_item_filter ELSE '' END)
+        USING p_seen, p_genres, p_min_year, p_max_year, p_n, p_exclude_item;
     GET DIAGNOSTICS v_got = ROW_COUNT;
     IF v_got < p_n THEN
         RETURN QUERY
@@ -210,7 +214,7 @@ $fn$;
 CREATE FUNCTION rec._rank_popular(p_k integer, p_seen text[], p_genres text[], p_min_year integer,
                                   p_max_year integer, p_exclude_item text DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE sql STABLE AS $fn$
+LANGUAGE sql STABLE ROWS 10 AS $fn$
     SELECT (row_number() OVER (ORDER BY c.popularity DESC, c.item_id))::integer, c.item_id, i.title,
            c.popularity, 'popularity'::text
     FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, p_k, p_exclude_item) c
@@ -224,7 +228,7 @@ CREATE FUNCTION rec._rank_by_vector(p_space integer, p_query vector, p_k integer
                                     p_min_year integer, p_max_year integer, p_pop_weight double precision,
                                     p_source text, p_exclude_item text DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE ROWS 10
 SET hnsw.iterative_scan = 'relaxed_order'
 SET hnsw.ef_search = '100'
 SET hnsw.max_scan_tuples = '20000'
@@ -257,7 +261,9 @@ BEGIN
             vector_dims(p_query), p_space, v_dim USING ERRCODE = '22023', COLUMN = 'query';
     END IF;
     v_n := CASE WHEN p_pop_weight > 0 THEN greatest(p_k * 4, 50) ELSE p_k END;
-    PERFORM set_config('hnsw.ef_search', least(1000, greatest(100, 2 * v_n))::text, true);
+    -- rec.ef_search (ALTER DATABASE ... SET rec.ef_search = 400) trades latency for recall; default 200.
+    PERFORM set_config('hnsw.ef_search', least(1000, greatest(coalesce(nullif(current_setting('rec.ef_search', true),
+                                                                             '')::integer, 200), 2 * v_n))::text, true);
     PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 100 * v_n)::text, true);
     IF p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL THEN
         -- item filters need the item row; without them the index scan runs alone
@@ -276,6 +282,8 @@ BEGIN
             INTO v_ids, v_dists
             USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_n, p_exclude_item;
     END IF;
+    v_ids := coalesce(v_ids, '{}');
+    v_dists := coalesce(v_dists, '{}');
     IF coalesce(p_pop_weight, 0) <= 0 THEN
         RETURN QUERY
         SELECT u.ord::integer, u.item_id, i.title, 1 - u.dist, p_source
@@ -312,7 +320,7 @@ $fn$;
 CREATE FUNCTION rec._demographic_neighbors(p_content integer, p_collab integer, p_demo vector, p_self text,
                                            p_n integer, p_require text)
 RETURNS TABLE(user_id text, similarity double precision)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE ROWS 100
 SET hnsw.iterative_scan = 'relaxed_order'
 SET hnsw.ef_search = '100'
 SET hnsw.max_scan_tuples = '20000'
@@ -378,31 +386,40 @@ CREATE FUNCTION rec._rank_by_neighbor_votes(p_neighbors text[], p_sims double pr
                                             p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                             p_pop_weight double precision)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE sql STABLE AS $fn$
-    WITH nb AS (
-        SELECT n.user_id, greatest(n.sim, 0) AS sim FROM unnest(p_neighbors, p_sims) AS n(user_id, sim)
-    ), total AS (
-        SELECT greatest(sum(nb.sim), 1e-9) AS t FROM nb
-    ), votes AS (
-        -- one vote per (neighbour, item) interaction row, weighted by the neighbour's similarity
-        SELECT x.item_id, sum(nb.sim) / (SELECT t FROM total) AS vote
-        FROM nb JOIN rec.interactions x ON x.user_id = nb.user_id
-        WHERE NOT (x.item_id = ANY(p_seen))
-        GROUP BY x.item_id
-    ), voted AS (
-        -- the best-voted items that pass the filters (only these and the most popular can reach the top k)
-        SELECT v.item_id, v.vote FROM votes v JOIN rec.items i ON i.item_id = v.item_id
-        WHERE (p_genres IS NULL OR i.genres && p_genres)
-          AND (p_min_year IS NULL OR i.year >= p_min_year) AND (p_max_year IS NULL OR i.year <= p_max_year)
-        ORDER BY v.vote DESC, v.item_id
-        LIMIT greatest(p_k * 4, 50)
-    ), pop AS (
-        SELECT c.item_id, c.popularity
-        FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, greatest(p_k * 4, 50)) c
-    ), cand AS (
-        SELECT v.item_id, v.vote FROM voted v
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_n constant integer := greatest(p_k * 4, 50);
+    v_filtered constant boolean := p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL;
+    v_total double precision;
+    v_ids text[];
+    v_votes double precision[];
+BEGIN
+    p_seen := coalesce(p_seen, '{}');
+    SELECT greatest(sum(greatest(s, 0)), 1e-9) INTO v_total FROM unnest(p_sims) AS s;
+    -- One vote per (neighbour, item) interaction row, weighted by the neighbour's similarity; only the 4k
+    -- best-voted items that pass the filters go on (with the 4k most popular, the only ones that can reach the
+    -- top k when w < 1 unless an item is high on both lists).
+    EXECUTE format(
+        'WITH nb AS (SELECT n.user_id, greatest(n.sim, 0) AS sim FROM unnest($1::text[], $2::float8[]) AS n(user_id, sim)),'
+        ' votes AS (SELECT x.item_id, sum(nb.sim) AS vote FROM nb JOIN rec.interactions x ON x.user_id = nb.user_id'
+        '           WHERE NOT (x.item_id = ANY($3)) GROUP BY x.item_id),'
+        ' top AS (SELECT v.item_id, v.vote FROM votes v %s ORDER BY v.vote DESC, v.item_id LIMIT $7)'
+        ' SELECT array_agg(top.item_id ORDER BY top.vote DESC, top.item_id),'
+        '        array_agg(top.vote ORDER BY top.vote DESC, top.item_id) FROM top',
+        CASE WHEN v_filtered THEN
+            'JOIN rec.items i ON i.item_id = v.item_id WHERE ($4::text[] IS NULL OR i.genres && $4)'
+            ' AND ($5::integer IS NULL OR i.year >= $5) AND ($6::integer IS NULL OR i.year <= $6)'
+        ELSE '' END)
+        INTO v_ids, v_votes USING p_neighbors, p_sims, p_seen, p_genres, p_min_year, p_max_year, v_n;
+    v_ids := coalesce(v_ids, '{}');
+    v_votes := coalesce(v_votes, '{}');
+    RETURN QUERY
+    WITH cand AS (
+        SELECT u.item_id, u.vote / v_total AS vote FROM unnest(v_ids, v_votes) AS u(item_id, vote)
         UNION ALL
-        SELECT p.item_id, 0 FROM pop p WHERE NOT EXISTS (SELECT 1 FROM voted v WHERE v.item_id = p.item_id)
+        SELECT c.item_id, 0 FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, v_n) c
+        WHERE NOT (c.item_id = ANY(v_ids))
     ), scored AS (
         SELECT c.item_id, (1 - p_pop_weight) * c.vote + p_pop_weight * coalesce(p.popularity, 0) AS s,
                coalesce(p.popularity, 0) AS popularity
@@ -412,7 +429,8 @@ LANGUAGE sql STABLE AS $fn$
            'demographic_neighbors'::text
     FROM scored s JOIN rec.items i ON i.item_id = s.item_id
     ORDER BY 1
-    LIMIT p_k
+    LIMIT p_k;
+END
 $fn$;
 
 -- Cold-start dispatch: a demographic-prompt vector (content space) to items, by strategy. Strategies that
@@ -422,7 +440,7 @@ CREATE FUNCTION rec._recommend_cold(p_demo vector, p_self text, p_k integer, p_s
                                     p_min_year integer, p_max_year integer, p_strategy text,
                                     p_pop_weight double precision, p_neighbors integer)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 #variable_conflict use_column
 DECLARE
     v_content integer := rec.active_space_id('content');
@@ -480,7 +498,7 @@ CREATE FUNCTION rec.recommend(user_id text, k integer DEFAULT 10, exclude_seen b
                               max_year integer DEFAULT NULL, strategy text DEFAULT NULL,
                               popularity_weight double precision DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_user constant text := $1;
     v_k constant integer := $2;
@@ -538,7 +556,7 @@ CREATE FUNCTION rec.recommend_for_demographic_vector(demographic vector, k integ
                                                      min_year integer DEFAULT NULL, max_year integer DEFAULT NULL,
                                                      popularity_weight double precision DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_strategy text := $3;
     v_content integer := rec.active_space_id('content');
@@ -569,7 +587,7 @@ CREATE FUNCTION rec.recommend_for_vector(query vector, k integer DEFAULT 10, gen
                                          min_year integer DEFAULT NULL, max_year integer DEFAULT NULL,
                                          space text DEFAULT 'content', exclude_user text DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_space integer;
     v_seen text[] := '{}';
@@ -596,7 +614,7 @@ CREATE FUNCTION rec.similar_items(item text, k integer DEFAULT 10, genres text[]
                                   min_year integer DEFAULT NULL, max_year integer DEFAULT NULL,
                                   space text DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_item constant text := $1;
     v_space integer;
@@ -637,7 +655,7 @@ $fn$;
 CREATE FUNCTION rec.explain(user_id text, item_id text, k integer DEFAULT 5)
 RETURNS TABLE(source text, reason text, ref_id text, label text, similarity double precision,
               weight double precision)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE ROWS 5 AS $fn$
 #variable_conflict use_column
 DECLARE
     v_user constant text := $1;
