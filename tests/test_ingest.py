@@ -270,3 +270,15 @@ def test_after_commit_steps_are_optional_and_never_raise(caplog):
     assert _optional_call("json", "loads", "{not json") is False
     assert any(r.levelno == logging.WARNING and "json.loads failed" in r.message for r in caplog.records)
     assert _optional_call("json", "loads", "{}") is True
+
+
+def test_a_failure_in_the_last_statement_rolls_back_users_and_items_too(db_settings, monkeypatch):
+    """Users and items are already upserted when the interactions statement fails: one transaction undoes all."""
+    import psycopg
+
+    from recplatform import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_UPSERT_INTERACTIONS", "SELECT 1 / 0, 0, '{}'::text[], '{}'::text[]")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        ingest(USERS, ITEMS, INTERACTIONS, settings=db_settings, **OFF)
+    assert _counts(db_settings) == (0, 0, 0)
