@@ -123,3 +123,27 @@ def test_end_to_end_baselines_recover_planted_demographic_signal(synthetic, tmp_
     for protocol in ("cold_user", "warm", "new_item"):
         assert (tmp_path / f"ndcg_at_k_{protocol}.png").stat().st_size > 1000
         assert (tmp_path / f"ndcg_vs_coverage_{protocol}.png").stat().st_size > 1000
+
+
+def test_platform_strategies_through_rec_recommend_beat_random(services_settings):
+    """Platform strategies run through rec.recommend on scratch databases (real Postgres, hashing encoder)."""
+    data = generate_synthetic(160, 80, seed=5)
+    config = EvalConfig(protocols=("cold-user", "new-item"), folds=2, seed=0, platform=True, model="hashing:64",
+                        n_boot=100)
+    result = run_evaluation(data, config, services_settings)
+    cold = {r.strategy: r for r in result.results["cold-user"]}
+    assert {"neighbors_vote", "neighbors_taste", "learned_map", "prompt"} <= set(cold)
+    assert all(cold[s].kind == "platform" for s in ("neighbors_vote", "learned_map"))
+    assert sum(r.default for r in cold.values()) == 1  # the rec.retrieval_defaults cold row is marked
+    random_ndcg = cold["random"].report.values["ndcg@10"]
+    for name in ("neighbors_vote", "neighbors_taste", "learned_map"):
+        assert cold[name].report.values["ndcg@10"] > 1.5 * random_ndcg, name
+        assert cold[name].report.n_users == cold["random"].report.n_users
+    new = {r.strategy: r for r in result.results["new-item"]}
+    assert new["taste"].report.values["ndcg@10"] > 1.5 * new["random"].report.values["ndcg@10"]
+    assert new["popularity"].report.values["ndcg@10"] == 0.0
+    with __import__("psycopg").connect(services_settings.postgres_url.replace(
+            f"/{services_settings.database_name}?", "/postgres?")) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+                            (f"{services_settings.database_name}_eval_%",)).fetchone()[0]
+    assert left == 0  # scratch databases are dropped

@@ -104,6 +104,7 @@ class EvalResult:
     commit: str
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # protocol -> platform setup step -> s
 
     def best(self, protocol: str, metric: str = "ndcg@10", kind: str | None = None) -> StrategyResult | None:
         rows = [r for r in self.results.get(protocol, []) if kind is None or r.kind == kind]
@@ -117,7 +118,8 @@ class EvalResult:
     def run_info(self) -> dict:
         """run.json: what was run, on what, at which commit, how long it took."""
         return {"dataset": self.dataset, "commit": self.commit, "seconds": round(self.seconds, 1),
-                "config": asdict(self.config), "counts": self.counts, "notes": self.notes}
+                "config": asdict(self.config), "counts": self.counts, "notes": self.notes,
+                "platform_setup_seconds": self.timings}
 
 
 def _clean(value: float) -> float | None:
@@ -197,6 +199,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         on_total(sum(len(s) for s in plan.values()) * (2 if platform_available else 1))
     done = 0
     results: dict[str, list[StrategyResult]] = {}
+    timings: dict[str, dict[str, float]] = {}
     for protocol, split_list in plan.items():
         names = BASELINES_BY_PROTOCOL[protocol]
         recs: dict[str, dict[str, list[str]]] = {}
@@ -230,6 +233,8 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
                     defaults[strat.name] = strat.default
                     params[strat.name] = strat.params
                 notes.extend(n for n in served.notes if n not in notes)
+                for step, secs in served.setup_seconds.items():
+                    timings.setdefault(protocol, {})[step] = round(timings.get(protocol, {}).get(step, 0.0) + secs, 2)
                 done += 1
                 if progress:
                     progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: platform", done)
@@ -242,4 +247,5 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         ]
     counts = {"users": len(dataset.users), "items": len(items), "interactions": len(interactions)}
     return EvalResult(dataset=getattr(dataset, "name", "dataset"), config=config, results=results,
-                      seconds=time.perf_counter() - started, commit=git_commit(), notes=notes, counts=counts)
+                      seconds=time.perf_counter() - started, commit=git_commit(), notes=notes, counts=counts,
+                      timings=timings)

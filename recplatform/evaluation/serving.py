@@ -40,6 +40,9 @@ COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learne
 WARM_STRATEGIES: tuple[str, ...] = ("taste",)
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
 _counter = itertools.count(1)
+FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
+                 "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
+                 "online store in scratch databases; the same values Feast would serve)")
 
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s)"
 DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight FROM rec.retrieval_defaults"
@@ -158,9 +161,17 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
     t0 = time.perf_counter()
     space = spaces.ensure_content_space(settings, encoder)
     item_ids, user_ids = spaces.missing_ids(settings, space.space_id)
-    for kind, ids in ((pipeline.ITEM, item_ids), (pipeline.USER, user_ids)):
-        for chunk in pipeline.batches(ids, 1024):
-            pipeline.embed_batch(kind, chunk, space, settings, encoder=encoder)
+    # A scratch database has no Feast online store: the batch reads the same features from the rec tables
+    # (its documented fallback) and would warn once per batch; the run notes it once instead.
+    pipeline_log = logging.getLogger(pipeline.__name__)
+    level = pipeline_log.level
+    pipeline_log.setLevel(logging.ERROR)
+    try:
+        for kind, ids in ((pipeline.ITEM, item_ids), (pipeline.USER, user_ids)):
+            for chunk in pipeline.batches(ids, 1024):
+                pipeline.embed_batch(kind, chunk, space, settings, encoder=encoder)
+    finally:
+        pipeline_log.setLevel(level)
     if not spaces.activate_if_complete(settings, spaces.get_space(settings, space.space_id)):
         raise RuntimeError(f"content space {space.name} is not complete after embedding")
     timings["embed"] = time.perf_counter() - t0
@@ -192,7 +203,7 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None) -> 
     base = base or get_settings()
     encoder = memo_encoder(config.model)
     settings = create_database(base, f"{split.protocol.replace('-', '')}{split.fold}")
-    notes: list[str] = []
+    notes: list[str] = [FEATURES_NOTE]
     try:
         timings = load_split(dataset, split, settings, encoder)
         with db.connect(settings, autocommit=True) as conn:
