@@ -135,6 +135,14 @@ def _check_strategy(strategy: Any) -> str | None:
     return strategy
 
 
+def _check_weight(weight: Any) -> float | None:
+    if weight is None:
+        return None
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not 0 <= float(weight) <= 1:
+        raise InvalidRequestError("popularity_weight", f"must be a number between 0 and 1, got {weight!r}")
+    return float(weight)
+
+
 def _check_id(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
         raise InvalidRequestError(name, f"must be a string id, got {value!r}")
@@ -180,8 +188,6 @@ class RecClient:
         with self._lock:
             try:
                 return self._connection().execute(query, params).fetchall()
-            except psycopg.errors.RaiseException as error:  # pragma: no cover - P0001 is not used by our functions
-                raise _translate(error, user_id, item_id) from None
             except psycopg.Error as error:
                 translated = _translate(error, user_id, item_id)
                 if translated is error:
@@ -208,7 +214,7 @@ class RecClient:
         min_year, max_year = _check_years(years)
         params = {"user_id": user_id, "k": _check_k(k), "exclude_seen": bool(exclude_seen),
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
-                  "strategy": _check_strategy(strategy), "popularity_weight": popularity_weight}
+                  "strategy": _check_strategy(strategy), "popularity_weight": _check_weight(popularity_weight)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND, params, user_id=user_id)]
 
     def recommend_for_profile(self, *, age: int | None = None, gender: str | None = None,
@@ -230,7 +236,7 @@ class RecClient:
         vector = self.profile_vector(profile) if any(v not in (None, "") for v in profile.values()) else None
         params = {"vector": vector, "k": _check_k(k), "strategy": _check_strategy(strategy),
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
-                  "popularity_weight": popularity_weight}
+                  "popularity_weight": _check_weight(popularity_weight)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_DEMOGRAPHIC, params)]
 
     def profile_vector(self, profile: Mapping[str, Any]) -> np.ndarray | None:

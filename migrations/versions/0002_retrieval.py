@@ -237,6 +237,7 @@ AS $fn$
 DECLARE
     v_dim integer;
     v_n integer;
+    v_ef integer;
     v_ids text[];
     v_dists double precision[];
     v_pop_ids text[];
@@ -261,9 +262,16 @@ BEGIN
             vector_dims(p_query), p_space, v_dim USING ERRCODE = '22023', COLUMN = 'query';
     END IF;
     v_n := CASE WHEN p_pop_weight > 0 THEN greatest(p_k * 4, 50) ELSE p_k END;
-    -- rec.ef_search (ALTER DATABASE ... SET rec.ef_search = 400) trades latency for recall; default 200.
-    PERFORM set_config('hnsw.ef_search', least(1000, greatest(coalesce(nullif(current_setting('rec.ef_search', true),
-                                                                             '')::integer, 200), 2 * v_n))::text, true);
+    -- ef_search trades latency for recall: rec.ef_search (default 300) for taste and item vectors;
+    -- rec.ef_search_mapped (default 800) for query vectors that are averages or regressions (learned map,
+    -- neighbours' mean taste), which sit between clusters where the graph needs a wider search.
+    -- Operators tune them with ALTER DATABASE ... SET rec.ef_search = 400.
+    IF p_source IN ('learned_map', 'demographic_neighbors') THEN
+        v_ef := coalesce(nullif(current_setting('rec.ef_search_mapped', true), '')::integer, 800);
+    ELSE
+        v_ef := coalesce(nullif(current_setting('rec.ef_search', true), '')::integer, 300);
+    END IF;
+    PERFORM set_config('hnsw.ef_search', least(1000, greatest(v_ef, 2 * v_n))::text, true);
     PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 100 * v_n)::text, true);
     IF p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL THEN
         -- item filters need the item row; without them the index scan runs alone
