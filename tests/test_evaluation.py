@@ -108,6 +108,9 @@ def test_end_to_end_baselines_recover_planted_demographic_signal(synthetic, tmp_
     assert by["warm"]["cf"].report.values["ndcg@10"] > by["warm"]["popularity"].report.values["ndcg@10"]
     assert by["new-item"]["popularity"].report.values["ndcg@10"] == 0.0  # held-out items have no history
     assert by["new-item"]["random"].report.values["ndcg@10"] > 0.0
+    assert abs(by["new-item"]["random"].report.values["auc"] - 0.5) < 0.06
+    assert by["new-item"]["popularity"].report.values["auc"] < 0.4  # held-out items sink to the bottom
+    assert "auc" not in cold["random"].report.values
     assert cold["random"].report.n_users == synthetic.interactions.user_id.nunique() - \
         cold["random"].report.users_without_relevant
 
@@ -141,6 +144,7 @@ def test_platform_strategies_through_rec_recommend_beat_random(services_settings
         assert cold[name].report.n_users == cold["random"].report.n_users
     new = {r.strategy: r for r in result.results["new-item"]}
     assert new["taste"].report.values["ndcg@10"] > 1.5 * new["random"].report.values["ndcg@10"]
+    assert new["taste"].report.values["auc"] > new["random"].report.values["auc"] + 0.1
     assert new["popularity"].report.values["ndcg@10"] == 0.0
     with __import__("psycopg").connect(services_settings.postgres_url.replace(
             f"/{services_settings.database_name}?", "/postgres?")) as conn:

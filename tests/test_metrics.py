@@ -82,3 +82,13 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     assert lo < values.mean() < hi
     assert (lo, hi) == M.bootstrap_ci(values, n_boot=500, seed=1)
     assert M.bootstrap_ci(np.full(10, 0.25), n_boot=100) == (pytest.approx(0.25), pytest.approx(0.25))
+
+
+def test_ranking_auc_full_and_truncated_lists():
+    # 5 candidates; relevant item at position 1 of a full list: 3 of the 4 others are below it
+    assert M.ranking_auc(["a", "b", "c", "d", "e"], {"b"}, 5) == pytest.approx(1 - 1 / 4)
+    assert M.ranking_auc(["a", "b", "c", "d", "e"], {"a", "e"}, 5) == pytest.approx((1 + 0) / 2)
+    # truncated at 2 of 5: an unlisted relevant item sits in the middle of positions 2..4, i.e. at 3
+    assert M.ranking_auc(["a", "b"], {"z"}, 5) == pytest.approx(1 - 3 / 4)
+    report = M.evaluate({"u": ["a", "b"]}, {"u": {"a"}}, catalogue_size=5, ks=(1,), n_boot=10, candidates={"u": 5})
+    assert report.values["auc"] == pytest.approx(1.0) and "auc" in report.ci95

@@ -15,6 +15,10 @@ Conventions (the ones a recommender engineer expects, written down so numbers ca
   the item + 1) / (training interactions + catalogue size) (add-one, so unseen items have finite novelty).
 - ``diversity@k`` = mean over users of the mean pairwise cosine distance (1 - cos) of their top-k items'
   embeddings (users with fewer than two recommended items are skipped).
+- ``auc`` (only where deep rankings are asked for, the new-item protocol): per user, the mean over relevant
+  items of 1 - position / (candidates - 1), i.e. the share of the user's candidate items ranked below the
+  relevant item; 0.5 = random, 1 = all relevant items on top. A relevant item missing from a truncated
+  ranking is placed at the expected position of the unlisted candidates (the middle of the rest).
 - 95% confidence intervals: percentile bootstrap over users (resampling users with replacement, seeded).
 """
 
@@ -92,6 +96,18 @@ _FUNCTIONS = {
 }
 
 
+def ranking_auc(recommended: Sequence[Hashable], relevant: set, n_candidates: int) -> float:
+    """Mean share of candidates ranked below each relevant item (see the module doc for truncated lists)."""
+    if not relevant:
+        raise ValueError("AUC is undefined for a user with no relevant items")
+    if n_candidates < 2:
+        raise ValueError(f"n_candidates must be at least 2, got {n_candidates}")
+    ranked = list(dict.fromkeys(recommended))
+    position = {item: i for i, item in enumerate(ranked)}
+    unlisted = (len(ranked) + n_candidates - 1) / 2.0
+    return float(np.mean([1.0 - position.get(item, unlisted) / (n_candidates - 1) for item in relevant]))
+
+
 def coverage_at_k(recommendations: Mapping[Hashable, Sequence[Hashable]], catalogue_size: int, k: int) -> float:
     """Share of the catalogue that appears in at least one top-k list."""
     if catalogue_size <= 0:
@@ -158,11 +174,12 @@ class MetricReport:
 def evaluate(recommendations: Mapping[Hashable, Sequence[Hashable]], relevant: Mapping[Hashable, set], *,
              catalogue_size: int, item_counts: Mapping[Hashable, int] | None = None,
              item_vectors: Mapping[Hashable, np.ndarray] | None = None, ks: Sequence[int] = DEFAULT_KS,
-             n_boot: int = 1000, seed: int = 0) -> MetricReport:
+             n_boot: int = 1000, seed: int = 0, candidates: Mapping[Hashable, int] | None = None) -> MetricReport:
     """All metrics for one strategy: ``recommendations[user]`` ranked lists, ``relevant[user]`` relevant sets.
 
     Users are those in ``relevant``; a user missing from ``recommendations`` got nothing (scores 0).
-    Users whose relevant set is empty are excluded from the means and counted.
+    Users whose relevant set is empty are excluded from the means and counted. With ``candidates`` (the
+    number of items each user's ranking was drawn from) the ranking AUC is computed too.
     """
     users = [u for u in relevant if relevant[u]]
     excluded = len(relevant) - len(users)
@@ -181,5 +198,10 @@ def evaluate(recommendations: Mapping[Hashable, Sequence[Hashable]], relevant: M
         values[f"coverage@{k}"] = coverage_at_k(served, catalogue_size, k)
         values[f"novelty@{k}"] = novelty_at_k(served, item_counts or {}, catalogue_size, k)
         values[f"diversity@{k}"] = diversity_at_k(served, item_vectors, k)
+    if candidates is not None:
+        arr = np.array([ranking_auc(recommendations.get(u, ()), relevant[u], candidates[u]) for u in users])
+        per_user["auc"] = arr
+        values["auc"] = float(arr.mean()) if arr.size else float("nan")
+        ci["auc"] = bootstrap_ci(arr, n_boot=n_boot, seed=seed)
     return MetricReport(values=values, ci95=ci, n_users=len(users), users_without_relevant=excluded,
                         per_user=per_user)

@@ -28,12 +28,14 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def protocol_table(rows: list[StrategyResult], columns: tuple[str, ...] = TABLE_METRICS) -> str:
     """A markdown table: one row per strategy, best per column in bold, CI for NDCG@10, default marked."""
+    if rows and "auc" in rows[0].report.values:
+        columns = columns + ("auc",)
     best = {}
     for col in columns:
         values = [r.report.values.get(col, np.nan) for r in rows]
         finite = [v for v in values if np.isfinite(v)]
         best[col] = max(finite) if finite else None
-    head = ["strategy", "kind"] + [c + (" (95% CI)" if c == "ndcg@10" else "") for c in columns] + ["users"]
+    head = ["strategy", "kind"] + [c + (" (95% CI)" if c in ("ndcg@10", "auc") else "") for c in columns] + ["users"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---", "---"] + ["---:"] * (len(columns) + 1)) + " |"]
     ordered = sorted(rows, key=lambda r: (r.kind != "baseline", -np.nan_to_num(r.report.values.get("ndcg@10", 0))))
     for r in ordered:
@@ -42,7 +44,7 @@ def protocol_table(rows: list[StrategyResult], columns: tuple[str, ...] = TABLE_
         for col in columns:
             v = r.report.values.get(col, np.nan)
             text = _fmt(v, 2 if col.startswith("novelty") else 4)
-            if col == "ndcg@10" and col in r.report.ci95:
+            if col in ("ndcg@10", "auc") and col in r.report.ci95:
                 lo, hi = r.report.ci95[col]
                 text += f" ({_fmt(lo)}–{_fmt(hi)})"
             if best[col] is not None and np.isfinite(v) and np.isclose(v, best[col], rtol=0, atol=5e-7):
@@ -65,6 +67,11 @@ def markdown(result: EvalResult) -> str:
         f"{result.counts.get('interactions', '?')} interactions; runtime {result.seconds:.0f} s",
         "- full ranking over the whole catalogue; 95% CI = percentile bootstrap over users "
         f"({cfg.n_boot} resamples); best value per column in **bold**; `(default)` = what the platform serves",
+        "- novelty = mean -log2 of the items' (add-one) share of all interactions; diversity = mean pairwise cosine "
+        "distance of the recommended items' content embeddings; coverage = share of the catalogue recommended",
+        "- auc (new-item only): share of each user's candidate items ranked below their relevant held-out items "
+        "(0.5 = random; baselines rank the whole catalogue, platform strategies return their top 1000 and an "
+        "item beyond that is placed in the middle of the rest)",
     ]
     for note in result.notes:
         parts.append(f"- note: {note}")

@@ -208,14 +208,22 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         kinds: dict[str, str] = {}
         defaults: dict[str, bool] = {}
         relevant: dict[str, set[str]] = {}
+        # new-item: deep rankings so the AUC can say where held-out items land beyond the top 20
+        deep = protocol == "new-item"
+        depth = len(item_ids) if deep else config.max_k
+        candidates: dict[str, int] | None = {} if deep else None
         for split in split_list:
             relevant.update(split.relevant)
+            if candidates is not None:
+                catalogue = set(item_ids)
+                candidates.update({u: len(item_ids) - len(split.exclude.get(u, set()) & catalogue)
+                                   for u in split.relevant})
             view = baselines.TrainView.build(split.train, item_ids, dataset.users)
             for name in names:
                 t0 = time.perf_counter()
                 params.setdefault(name, {})
                 recs.setdefault(name, {}).update(
-                    _baseline_recs(name, split, view, config.max_k, config.seed, config.threshold, params[name]))
+                    _baseline_recs(name, split, view, depth, config.seed, config.threshold, params[name]))
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                 kinds[name] = "baseline"
                 defaults[name] = False
@@ -225,7 +233,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
             if platform_available:
                 from recplatform.evaluation import serving
 
-                served = serving.serve_split(dataset, split, config, settings)
+                served = serving.serve_split(dataset, split, config, settings, depth=min(depth, serving.MAX_K))
                 for strat in served.strategies:
                     recs.setdefault(strat.name, {}).update(strat.recommendations)
                     seconds[strat.name] = seconds.get(strat.name, 0.0) + strat.seconds
@@ -241,7 +249,8 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         results[protocol] = [
             StrategyResult(protocol, name, kinds[name], defaults[name],
                            metrics.evaluate(recs[name], relevant, catalogue_size=len(item_ids), item_counts=item_counts,
-                                            item_vectors=vectors, ks=config.ks, n_boot=config.n_boot, seed=config.seed),
+                                            item_vectors=vectors, ks=config.ks, n_boot=config.n_boot, seed=config.seed,
+                                            candidates=candidates),
                            seconds[name], params.get(name, {}))
             for name in recs
         ]

@@ -40,6 +40,7 @@ COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learne
 WARM_STRATEGIES: tuple[str, ...] = ("taste",)
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
 _counter = itertools.count(1)
+MAX_K = 1000  # rec.recommend's documented maximum k
 FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
@@ -196,8 +197,8 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weigh
     return out
 
 
-def serve_split(dataset, split: Split, config, base: Settings | None = None) -> ServedSplit:
-    """Every platform strategy's rankings for one split (see the module doc)."""
+def serve_split(dataset, split: Split, config, base: Settings | None = None, *, depth: int | None = None) -> ServedSplit:
+    """Every platform strategy's rankings (``depth`` items, default the largest cut-off) for one split."""
     from recplatform import db
 
     base = base or get_settings()
@@ -215,7 +216,7 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None) -> 
         users = split.test_users
         for strategy, weight in strategies_for(split.protocol):
             t0 = time.perf_counter()
-            recs = recommend_all(settings, users, strategy, weight, config.max_k)
+            recs = recommend_all(settings, users, strategy, weight, min(depth or config.max_k, MAX_K))
             seconds = time.perf_counter() - t0
             is_default = default is not None and default[0] == strategy and np.isclose(default[1], weight)
             served.append(ServedStrategy(strategy_name(strategy, weight), strategy, weight, recs, seconds,
