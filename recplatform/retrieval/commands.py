@@ -13,6 +13,10 @@ from typing import Optional
 
 import typer
 
+from recplatform.retrieval.collaborative import CollaborativeParams
+
+_DEFAULTS = CollaborativeParams()
+
 
 def _client():
     from recplatform.cli import _settings
@@ -43,11 +47,11 @@ def _print_recs(title: str, recs, as_json: bool) -> None:
 
 
 def train(
-    factors: int = typer.Option(32, "--factors", min=2, max=512, help="Latent factors (space dimension = factors + 1)."),
-    iterations: int = typer.Option(12, "--iterations", min=1, max=200, help="ALS iterations."),
-    reg: float = typer.Option(0.1, "--reg", min=0.0, help="L2 regularisation lambda."),
-    alpha: float = typer.Option(10.0, "--alpha", min=0.0, help="Confidence slope: c = 1 + alpha * strength."),
-    half_life_days: float = typer.Option(365.0, "--half-life-days", min=0.01,
+    factors: int = typer.Option(_DEFAULTS.factors, "--factors", min=2, max=512, help="Latent factors (space dimension = factors + 1)."),
+    iterations: int = typer.Option(_DEFAULTS.iterations, "--iterations", min=1, max=200, help="ALS iterations."),
+    reg: float = typer.Option(_DEFAULTS.reg, "--reg", min=0.0, help="L2 regularisation lambda."),
+    alpha: float = typer.Option(_DEFAULTS.alpha, "--alpha", min=0.0, help="Confidence slope: c = 1 + alpha * strength."),
+    half_life_days: float = typer.Option(_DEFAULTS.half_life_days, "--half-life-days", min=0.01,
                                          help="Recency half-life within a user's history."),
 ) -> None:
     """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
