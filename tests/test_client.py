@@ -144,3 +144,41 @@ def test_errors(planted, client, call, error, argument):
         assert info.value.argument == argument and argument in str(info.value)
     assert sql_rows(settings, "SELECT count(*) FROM rec.items")[0][0] == len(dataset.items)
     assert client.recommend("u150", 2)  # the client's connection survives an error
+
+
+def test_cli_commands(planted, monkeypatch):
+    """recplatform train / recommend / similar / explain on the same database (tables, JSON, errors)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from recplatform.cli import app
+    from recplatform.config import get_settings
+
+    settings, _, _ = planted
+    monkeypatch.setenv("RECPLATFORM_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("RECPLATFORM_DATABASE_NAME", settings.database_name)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        result = runner.invoke(app, ["recommend", "u150", "-k", "3", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.output)
+        expected = sql_rows(settings, "SELECT item_id FROM rec.recommend('u150', 3)")
+        assert [r["item_id"] for r in rows] == [i for i, in expected]
+        result = runner.invoke(app, ["recommend", "u150", "--genre", "Drama", "-k", "2"])
+        assert result.exit_code == 0 and "taste" in result.output
+        result = runner.invoke(app, ["similar", "i7", "-k", "2"])
+        assert result.exit_code == 0 and "collaborative" in result.output
+        result = runner.invoke(app, ["explain", "u150", rows[0]["item_id"]])
+        assert result.exit_code == 0 and "history_item" in result.output
+        result = runner.invoke(app, ["recommend", "nobody'; --"])
+        assert result.exit_code == 1 and "unknown user_id" in result.output
+        result = runner.invoke(app, ["recommend", "u150", "-k", "0"])
+        assert result.exit_code == 1 and "k" in result.output
+        result = runner.invoke(app, ["train", "--iterations", "2"])
+        assert result.exit_code == 0, result.output
+        assert "active" in result.output
+        assert sql_rows(settings, "SELECT count(*) FROM rec.recommend('u150', 3)")[0][0] == 3
+    finally:
+        get_settings.cache_clear()
