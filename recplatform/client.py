@@ -135,11 +135,11 @@ def _check_strategy(strategy: Any) -> str | None:
     return strategy
 
 
-def _check_weight(weight: Any) -> float | None:
+def _check_weight(weight: Any, name: str = "popularity_weight") -> float | None:
     if weight is None:
         return None
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not 0 <= float(weight) <= 1:
-        raise InvalidRequestError("popularity_weight", f"must be a number between 0 and 1, got {weight!r}")
+        raise InvalidRequestError(name, f"must be a number between 0 and 1, got {weight!r}")
     return float(weight)
 
 
@@ -207,14 +207,19 @@ class RecClient:
 
     # -- retrieval --
     def recommend(self, user_id: str, k: int = 10, *, exclude_seen: bool = True, genres: Sequence[str] | str | None = None,
-                  years: Any = None, strategy: str | None = None,
-                  popularity_weight: float | None = None) -> list[Recommendation]:
-        """Top k items for a stored user (warm: taste; cold: the strategy in rec.retrieval_defaults)."""
+                  years: Any = None, strategy: str | None = None, popularity_weight: float | None = None,
+                  content_weight: float | None = None) -> list[Recommendation]:
+        """Top k items for a stored user (warm: taste; cold: the strategy in rec.retrieval_defaults).
+
+        ``popularity_weight`` and ``content_weight`` (warm users: share of the content-space similarity) override
+        the defaults in rec.retrieval_defaults.
+        """
         user_id = _check_id("user_id", user_id)
         min_year, max_year = _check_years(years)
         params = {"user_id": user_id, "k": _check_k(k), "exclude_seen": bool(exclude_seen),
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
-                  "strategy": _check_strategy(strategy), "popularity_weight": _check_weight(popularity_weight)}
+                  "strategy": _check_strategy(strategy), "popularity_weight": _check_weight(popularity_weight),
+                  "content_weight": _check_weight(content_weight, "content_weight")}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND, params, user_id=user_id)]
 
     def recommend_for_profile(self, *, age: int | None = None, gender: str | None = None,

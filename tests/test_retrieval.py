@@ -292,3 +292,34 @@ def test_ids_that_look_like_sql_match_nothing(planted, evil):
     assert info.value.diag.column_name == "item_id"
     assert rows(settings, "SELECT count(*) FROM rec.items")[0][0] == len(dataset.items)
     assert rows(settings, "SELECT count(*) FROM rec.users")[0][0] >= len(dataset.users)
+
+
+def test_content_blend_for_warm_users(planted):
+    """content_weight 1 ranks by the mean content embedding of the history; 0.5 mixes; defaults row drives it."""
+    settings, dataset, cold = planted
+    user = "u140"
+    (content_taste,), = rows(settings, "SELECT avg(e.embedding) FROM rec.item_embeddings e JOIN rec.embedding_models m "
+                                       "ON m.space_id = e.space_id AND m.kind = 'content' AND m.is_active "
+                                       "WHERE e.item_id IN (SELECT item_id FROM rec.interactions WHERE user_id = %s)",
+                          (user,))
+    pure_content = rows(settings, "SELECT item_id, score FROM rec.recommend_for_vector(%s, 10, exclude_user => %s)",
+                        (content_taste, user))
+    got = rows(settings, "SELECT item_id, score, source FROM rec.recommend(%s, 10, content_weight => 1, "
+                         "popularity_weight => 0)", (user,))
+    assert [i for i, *_ in got] == [i for i, _ in pure_content]
+    assert [s for _, s, _ in got] == pytest.approx([s for _, s in pure_content], abs=1e-6)
+    assert {src for *_, src in got} == {"taste"}
+    taste_only = [i for i, in rows(settings, "SELECT item_id FROM rec.recommend(%s, 10)", (user,))]
+    mixed = [i for i, in rows(settings, "SELECT item_id FROM rec.recommend(%s, 10, content_weight => 0.5)", (user,))]
+    assert len(mixed) == 10 and mixed != taste_only
+    with db.transaction(settings) as conn:
+        conn.execute("UPDATE rec.retrieval_defaults SET content_weight = 1 WHERE user_type = 'warm'")
+    try:
+        by_default = rows(settings, "SELECT item_id FROM rec.recommend(%s, 10, popularity_weight => 0)", (user,))
+        assert [i for i, in by_default] == [i for i, _ in pure_content]
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET content_weight = 0 WHERE user_type = 'warm'")
+    with pytest.raises(psycopg.Error) as info:
+        rows(settings, "SELECT * FROM rec.recommend(%s, 5, content_weight => 1.5)", (user,))
+    assert info.value.diag.column_name == "content_weight"

@@ -43,6 +43,7 @@ CREATE TABLE rec.retrieval_defaults (
                                                'prompt', 'popularity')),
     popularity_weight double precision NOT NULL DEFAULT 0 CHECK (popularity_weight BETWEEN 0 AND 1),
     neighbors integer NOT NULL DEFAULT 100 CHECK (neighbors BETWEEN 1 AND 1000),
+    content_weight double precision NOT NULL DEFAULT 0 CHECK (content_weight BETWEEN 0 AND 1),
     note text NOT NULL DEFAULT '',
     updated_at timestamptz NOT NULL DEFAULT now(),
     CHECK (user_type = 'warm' OR strategy <> 'taste')
@@ -124,12 +125,12 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION rec._check_weight(p_weight double precision) RETURNS void
+CREATE FUNCTION rec._check_weight(p_weight double precision, p_name text DEFAULT 'popularity_weight') RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 BEGIN
     IF p_weight IS NOT NULL AND (p_weight < 0 OR p_weight > 1 OR p_weight = 'NaN') THEN
-        RAISE EXCEPTION 'popularity_weight must be between 0 and 1, got %', p_weight
-            USING ERRCODE = '22023', COLUMN = 'popularity_weight';
+        RAISE EXCEPTION '% must be between 0 and 1, got %', p_name, p_weight
+            USING ERRCODE = '22023', COLUMN = p_name;
     END IF;
 END
 $fn$;
@@ -441,6 +442,48 @@ BEGIN
 END
 $fn$;
 
+-- Warm users, taste blended with the content space (weight c, set by the evaluation):
+-- score = (1 - w) * [(1 - c) * cos(taste, y_i) + c * cos(content_taste, e_i)] + w * popularity, where content_taste
+-- is the mean content embedding of the user's history. Candidates: the 4k nearest in each space and the 4k most
+-- popular that pass the filters; every candidate is scored in both spaces by primary-key lookups.
+CREATE FUNCTION rec._rank_warm_blend(p_collab integer, p_taste vector, p_content integer, p_content_taste vector,
+                                     p_content_weight double precision, p_k integer, p_seen text[], p_genres text[],
+                                     p_min_year integer, p_max_year integer, p_pop_weight double precision)
+RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_n constant integer := greatest(p_k * 4, 50);
+BEGIN
+    RETURN QUERY
+    WITH cand AS (
+        SELECT c.item_id FROM rec._rank_by_vector(p_collab, p_taste, v_n, p_seen, p_genres, p_min_year, p_max_year,
+                                                  0, 'taste') c
+        UNION
+        SELECT c.item_id FROM rec._rank_by_vector(p_content, p_content_taste, v_n, p_seen, p_genres, p_min_year,
+                                                  p_max_year, 0, 'taste') c
+        UNION
+        SELECT c.item_id FROM rec._popular_candidates(p_seen, p_genres, p_min_year, p_max_year, v_n) c
+        WHERE p_pop_weight > 0
+    ), scored AS (
+        SELECT c.item_id,
+               (1 - p_pop_weight) * ((1 - p_content_weight) * coalesce(1 - (a.embedding <=> p_taste), 0)
+                                     + p_content_weight * coalesce(1 - (b.embedding <=> p_content_taste), 0))
+                   + p_pop_weight * coalesce(p.popularity, 0) AS s,
+               coalesce(p.popularity, 0) AS popularity
+        FROM cand c
+        LEFT JOIN rec.item_embeddings a ON a.space_id = p_collab AND a.item_id = c.item_id
+        LEFT JOIN rec.item_embeddings b ON b.space_id = p_content AND b.item_id = c.item_id
+        LEFT JOIN rec.item_priors p ON p.item_id = c.item_id
+    )
+    SELECT (row_number() OVER (ORDER BY s.s DESC, s.popularity DESC, s.item_id))::integer, s.item_id, i.title, s.s,
+           'taste'::text
+    FROM scored s JOIN rec.items i ON i.item_id = s.item_id
+    ORDER BY 1
+    LIMIT p_k;
+END
+$fn$;
+
 -- Cold-start dispatch: a demographic-prompt vector (content space) to items, by strategy. Strategies that
 -- need something missing (no collaborative space, no learned map, no warm neighbours) fall back to
 -- neighbours voting, then popularity; `source` always says which path served.
@@ -504,11 +547,14 @@ $fn$;
 CREATE FUNCTION rec.recommend(user_id text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true,
                               genres text[] DEFAULT NULL, min_year integer DEFAULT NULL,
                               max_year integer DEFAULT NULL, strategy text DEFAULT NULL,
-                              popularity_weight double precision DEFAULT NULL)
+                              popularity_weight double precision DEFAULT NULL,
+                              content_weight double precision DEFAULT NULL)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
 LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_user constant text := $1;
+    v_content_weight double precision := $9;
+    v_content_taste vector;
     v_k constant integer := $2;
     v_genres constant text[] := $4;
     v_min constant integer := $5;
@@ -524,6 +570,7 @@ DECLARE
 BEGIN
     PERFORM rec._check_request(v_k, v_genres, v_min, v_max, v_strategy);
     PERFORM rec._check_weight(v_weight);
+    PERFORM rec._check_weight(v_content_weight, 'content_weight');
     IF v_user IS NULL OR NOT EXISTS (SELECT 1 FROM rec.users u WHERE u.user_id = v_user) THEN
         RAISE EXCEPTION 'unknown user_id %', quote_nullable(v_user) USING ERRCODE = 'P0002', COLUMN = 'user_id';
     END IF;
@@ -537,6 +584,19 @@ BEGIN
     IF v_taste IS NOT NULL AND coalesce(v_strategy, 'taste') = 'taste' THEN
         SELECT * INTO v_def FROM rec.retrieval_defaults d WHERE d.user_type = 'warm';
         IF coalesce(v_strategy, v_def.strategy, 'taste') = 'taste' THEN
+            v_content_weight := coalesce(v_content_weight, v_def.content_weight, 0);
+            IF v_content_weight > 0 AND v_content IS NOT NULL THEN
+                SELECT avg(e.embedding) INTO v_content_taste
+                FROM rec.item_embeddings e
+                WHERE e.space_id = v_content
+                  AND e.item_id IN (SELECT x.item_id FROM rec.interactions x WHERE x.user_id = v_user);
+                IF v_content_taste IS NOT NULL THEN
+                    RETURN QUERY SELECT * FROM rec._rank_warm_blend(v_collab, v_taste, v_content, v_content_taste,
+                                                                    v_content_weight, v_k, v_seen, v_genres, v_min,
+                                                                    v_max, coalesce(v_weight, v_def.popularity_weight, 0));
+                    RETURN;
+                END IF;
+            END IF;
             RETURN QUERY SELECT * FROM rec._rank_by_vector(v_collab, v_taste, v_k, v_seen, v_genres, v_min, v_max,
                                                            coalesce(v_weight, v_def.popularity_weight, 0), 'taste');
             RETURN;
@@ -734,7 +794,7 @@ GRANT SELECT ON rec.retrieval_defaults, rec.item_priors, rec.coldstart_maps, rec
 GRANT EXECUTE ON FUNCTION
     rec.active_space_id(text),
     rec.apply_map(integer, vector),
-    rec.recommend(text, integer, boolean, text[], integer, integer, text, double precision),
+    rec.recommend(text, integer, boolean, text[], integer, integer, text, double precision, double precision),
     rec.recommend_for_demographic_vector(vector, integer, text, text[], integer, integer, double precision),
     rec.recommend_for_vector(vector, integer, text[], integer, integer, text, text),
     rec.similar_items(text, integer, text[], integer, integer, text),
@@ -748,7 +808,10 @@ DROP FUNCTION IF EXISTS rec.similar_items(text, integer, text[], integer, intege
 DROP FUNCTION IF EXISTS rec.recommend_for_vector(vector, integer, text[], integer, integer, text, text);
 DROP FUNCTION IF EXISTS rec.recommend_for_demographic_vector(vector, integer, text, text[], integer, integer,
                                                              double precision);
-DROP FUNCTION IF EXISTS rec.recommend(text, integer, boolean, text[], integer, integer, text, double precision);
+DROP FUNCTION IF EXISTS rec.recommend(text, integer, boolean, text[], integer, integer, text, double precision,
+                                      double precision);
+DROP FUNCTION IF EXISTS rec._rank_warm_blend(integer, vector, integer, vector, double precision, integer, text[], text[],
+                                             integer, integer, double precision);
 DROP FUNCTION IF EXISTS rec._recommend_cold(vector, text, integer, text[], text[], integer, integer, text,
                                             double precision, integer);
 DROP FUNCTION IF EXISTS rec._rank_by_neighbor_votes(text[], double precision[], integer, text[], text[], integer,
@@ -760,7 +823,7 @@ DROP FUNCTION IF EXISTS rec._rank_popular(integer, text[], text[], integer, inte
 DROP FUNCTION IF EXISTS rec._popular_candidates(text[], text[], integer, integer, integer, text);
 DROP FUNCTION IF EXISTS rec.refresh_item_priors();
 DROP FUNCTION IF EXISTS rec.apply_map(integer, vector);
-DROP FUNCTION IF EXISTS rec._check_weight(double precision);
+DROP FUNCTION IF EXISTS rec._check_weight(double precision, text);
 DROP FUNCTION IF EXISTS rec._check_request(integer, text[], integer, integer, text);
 DROP FUNCTION IF EXISTS rec.active_space_id(text);
 DROP TABLE IF EXISTS rec.coldstart_map_rows;

@@ -56,7 +56,7 @@ ORDER BY d.user_id
 RECOMMEND = """
 SELECT rank, item_id, title, score, source
 FROM rec.recommend(%(user_id)s, %(k)s, %(exclude_seen)s, %(genres)s, %(min_year)s, %(max_year)s, %(strategy)s,
-                   %(popularity_weight)s)
+                   %(popularity_weight)s, %(content_weight)s)
 """
 RECOMMEND_FOR_DEMOGRAPHIC = """
 SELECT rank, item_id, title, score, source
