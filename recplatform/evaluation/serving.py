@@ -48,7 +48,7 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s)"
 DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight FROM rec.retrieval_defaults"
 HAS_RECOMMEND_SQL = "SELECT to_regprocedure('rec.recommend(text, integer, boolean, text[], integer, integer, text, " \
-                    "double precision)') IS NOT NULL"
+                    "double precision, double precision)') IS NOT NULL"
 
 
 @dataclass
