@@ -84,7 +84,7 @@ def markdown(result: EvalResult) -> str:
             parts.append("")
         parts.append(protocol_table(rows))
         for r in rows:
-            if r.params:
+            if r.params and r.kind == "baseline":
                 parts.append(f"\n- `{r.strategy}` parameters: " + json.dumps(r.params, sort_keys=True, default=str))
     return "\n".join(parts) + "\n"
 

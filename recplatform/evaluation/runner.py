@@ -175,6 +175,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
                    progress: Progress | None = None, on_total: Callable[[int], None] | None = None) -> EvalResult:
     """Evaluate every strategy on every protocol of ``config`` over ``dataset`` (a recplatform Dataset)."""
     started = time.perf_counter()
+    commit = git_commit()  # the code that runs, read before anything else can change
     notes: list[str] = []
     interactions = dataset.interactions
     items = dataset.items
@@ -256,5 +257,5 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         ]
     counts = {"users": len(dataset.users), "items": len(items), "interactions": len(interactions)}
     return EvalResult(dataset=getattr(dataset, "name", "dataset"), config=config, results=results,
-                      seconds=time.perf_counter() - started, commit=git_commit(), notes=notes, counts=counts,
+                      seconds=time.perf_counter() - started, commit=commit, notes=notes, counts=counts,
                       timings=timings)
