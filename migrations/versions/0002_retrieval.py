@@ -708,8 +708,9 @@ BEGIN
         RAISE EXCEPTION 'item_id % has no embedding yet in the % space', quote_literal(v_item),
             coalesce($6, 'collaborative or content') USING ERRCODE = 'P0002', COLUMN = 'item_id';
     END IF;
-    IF v_kind = 'collaborative' THEN
-        -- collaborative item vectors are [x_i, sqrt(M^2 - |x_i|^2)] / M; query with [x_i, 0] (dot product x_i . x_j)
+    IF v_kind = 'collaborative' AND coalesce((SELECT (m.params->>'augmented')::boolean FROM rec.embedding_models m
+                                              WHERE m.space_id = v_space), false) THEN
+        -- ALS item vectors are [x_i, sqrt(M^2 - |x_i|^2)] / M; query with [x_i, 0] (dot product x_i . x_j)
         v_dim := vector_dims(v_vec);
         v_vec := subvector(v_vec, 1, v_dim - 1) || '[0]'::vector;
     END IF;
@@ -746,7 +747,11 @@ BEGIN
                                         AND t.user_id = v_user AND t.kind = 'taste') THEN
         SELECT e.embedding INTO v_target FROM rec.item_embeddings e WHERE e.space_id = v_collab AND e.item_id = v_item;
         IF v_target IS NOT NULL THEN
-            v_dim := vector_dims(v_target) - 1;
+            -- compare item factors without the augmentation component (module docstring of collaborative.py)
+            v_dim := vector_dims(v_target) - CASE WHEN coalesce((SELECT (m.params->>'augmented')::boolean
+                                                                  FROM rec.embedding_models m
+                                                                  WHERE m.space_id = v_collab), false)
+                                                  THEN 1 ELSE 0 END;
             RETURN QUERY
             WITH h AS (
                 SELECT x.item_id, max(x.weight * coalesce(x.rating, 1)) AS w
