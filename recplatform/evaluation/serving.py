@@ -11,8 +11,8 @@ Per split:
    with an encoder wrapper that memoises text → vector, so the same card is not encoded once per fold;
 4. :func:`recplatform.retrieval.collaborative.train_collaborative_space` (ALS, items without interactions
    mapped from their content vectors, item priors, the demographic → taste map);
-5. ``SELECT item_id FROM rec.recommend(user, k, true, NULL, NULL, NULL, strategy, popularity_weight)`` for
-   every test user and platform strategy; the database is dropped afterwards.
+5. ``SELECT item_id FROM rec.recommend(user, k, true, NULL, NULL, NULL, strategy, popularity_weight,
+   content_weight)`` for every test user and platform variant; the database is dropped afterwards.
 
 Which platform strategy is the default comes from ``rec.retrieval_defaults`` (what ``rec.recommend`` serves
 when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise.
@@ -39,14 +39,18 @@ log = logging.getLogger(__name__)
 COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learned_map", "prompt")
 WARM_STRATEGIES: tuple[str, ...] = ("taste",)
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
+# Warm taste blended with the content space: 0 = collaborative taste only, 1 = content-space taste only.
+CONTENT_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+# New items carry no popularity, so a prior can only push them down: fewer prior variants there.
+NEW_ITEM_PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1)
 _counter = itertools.count(1)
 MAX_K = 1000  # rec.recommend's documented maximum k
 FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
 
-RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s)"
-DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight FROM rec.retrieval_defaults"
+RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s)"
+DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight FROM rec.retrieval_defaults"
 HAS_RECOMMEND_SQL = "SELECT to_regprocedure('rec.recommend(text, integer, boolean, text[], integer, integer, text, " \
                     "double precision, double precision)') IS NOT NULL"
 
@@ -71,14 +75,39 @@ class ServedSplit:
     setup_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def strategy_name(strategy: str, weight: float) -> str:
-    return strategy if weight == 0 else f"{strategy}+prior{weight:g}"
+@dataclass(frozen=True)
+class Variant:
+    """One way of calling rec.recommend: strategy, popularity-prior weight, content weight (warm blend)."""
+
+    strategy: str
+    popularity_weight: float = 0.0
+    content_weight: float | None = None  # None: not applicable (cold-start strategies)
+
+    @property
+    def name(self) -> str:
+        name = self.strategy
+        if self.content_weight:
+            name += f"+content{self.content_weight:g}"
+        if self.popularity_weight:
+            name += f"+prior{self.popularity_weight:g}"
+        return name
+
+    def matches(self, default: tuple[str, float, float]) -> bool:
+        strategy, pop, content = default
+        return (strategy == self.strategy and bool(np.isclose(pop, self.popularity_weight))
+                and (self.content_weight is None or bool(np.isclose(content, self.content_weight))))
 
 
-def strategies_for(protocol: str) -> list[tuple[str, float]]:
-    """(SQL strategy, popularity-prior weight) pairs evaluated on a protocol."""
-    base = COLD_STRATEGIES if protocol == "cold-user" else WARM_STRATEGIES
-    return [(s, w) for s in base for w in PRIOR_WEIGHTS]
+def strategy_name(strategy: str, weight: float, content: float | None = None) -> str:
+    return Variant(strategy, weight, content).name
+
+
+def strategies_for(protocol: str) -> list[Variant]:
+    """The rec.recommend variants evaluated on a protocol."""
+    if protocol == "cold-user":
+        return [Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+    priors = NEW_ITEM_PRIOR_WEIGHTS if protocol == "new-item" else PRIOR_WEIGHTS
+    return [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS for w in priors]
 
 
 def available() -> tuple[bool, str]:
@@ -182,18 +211,20 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
     return timings
 
 
-def _defaults(conn) -> dict[str, tuple[str, float]]:
-    return {row[0]: (row[1], float(row[2])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
+def _defaults(conn) -> dict[str, tuple[str, float, float]]:
+    return {row[0]: (row[1], float(row[2]), float(row[3])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
-def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int) -> dict[str, list[str]]:
+def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int,
+                  content_weight: float | None = None) -> dict[str, list[str]]:
     """rec.recommend for every user over one connection (what a client or analytics tool would run)."""
     from recplatform import db
 
     out: dict[str, list[str]] = {}
     with db.connect(settings, autocommit=True) as conn:
         for user in users:
-            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight)).fetchall()]
+            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight,
+                                                                        content_weight)).fetchall()]
     return out
 
 
@@ -214,19 +245,21 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
         default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
         served = []
         users = split.test_users
-        for strategy, weight in strategies_for(split.protocol):
+        for variant in strategies_for(split.protocol):
             t0 = time.perf_counter()
-            recs = recommend_all(settings, users, strategy, weight, min(depth or config.max_k, MAX_K))
+            recs = recommend_all(settings, users, variant.strategy, variant.popularity_weight,
+                                 min(depth or config.max_k, MAX_K), variant.content_weight)
             seconds = time.perf_counter() - t0
-            is_default = default is not None and default[0] == strategy and np.isclose(default[1], weight)
-            served.append(ServedStrategy(strategy_name(strategy, weight), strategy, weight, recs, seconds,
-                                         bool(is_default),
-                                         {"sql_strategy": strategy, "popularity_weight": weight}))
-            log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold,
-                     strategy_name(strategy, weight), len(users), seconds)
+            served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs, seconds,
+                                         default is not None and variant.matches(default),
+                                         {"sql_strategy": variant.strategy,
+                                          "popularity_weight": variant.popularity_weight,
+                                          "content_weight": variant.content_weight}))
+            log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold, variant.name,
+                     len(users), seconds)
         if default is not None and not any(s.default for s in served):
-            notes.append(f"{split.protocol}: the platform default ({default[0]}, prior {default[1]:g}) is not among "
-                         "the evaluated variants")
+            notes.append(f"{split.protocol}: the platform default ({default[0]}, prior {default[1]:g}, content "
+                         f"{default[2]:g}) is not among the evaluated variants")
         return ServedSplit(served, notes, timings)
     finally:
         try:
