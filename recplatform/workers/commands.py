@@ -46,7 +46,7 @@ def embed(
 ) -> None:
     """Embed every user and item whose current content has no vector in the content space (backfill)."""
     from recplatform.cli import _settings, console, print_table
-    from recplatform.embedding import pipeline, spaces
+    from recplatform.embedding import spaces
     from recplatform.embedding.encoder import load_encoder
 
     settings = _settings()
@@ -55,6 +55,9 @@ def embed(
             target = spaces.get_space(settings, space)
         except KeyError as exc:
             raise typer.BadParameter(str(exc.args[0]), param_hint="--space") from exc
+        if target.kind != spaces.CONTENT:
+            raise typer.BadParameter(f"{target.name} is a {target.kind} space; it is trained "
+                                     "(`recplatform train`), not embedded", param_hint="--space")
     else:
         target = spaces.ensure_content_space(settings, load_encoder(settings.model))
     before = spaces.completeness(settings, target.space_id)
