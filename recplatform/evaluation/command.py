@@ -75,13 +75,13 @@ def evaluate_command(
     for name, rows in result.results.items():
         ordered = sorted(rows, key=lambda r: -(r.report.values.get("ndcg@10") or 0))
         cli.print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",
-                        ["strategy", "kind", "default", "ndcg@10 (95% CI)", "recall@10", "map@10", "hit@10",
-                         "coverage@10"],
-                        [[r.strategy, r.kind, "yes" if r.default else "",
-                          f"{r.report.values['ndcg@10']:.4f} ({r.report.ci95['ndcg@10'][0]:.4f}–"
-                          f"{r.report.ci95['ndcg@10'][1]:.4f})",
-                          f"{r.report.values['recall@10']:.4f}", f"{r.report.values['map@10']:.4f}",
-                          f"{r.report.values['hit@10']:.4f}", f"{r.report.values['coverage@10']:.4f}"]
+                        ["strategy", "served by", "ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"],
+                        [[r.strategy + (" (default)" if r.default else ""),
+                          "in-process" if r.kind == "baseline" else "rec.recommend",
+                          f"{r.report.values['ndcg@10']:.4f}",
+                          f"{r.report.ci95['ndcg@10'][0]:.3f}–{r.report.ci95['ndcg@10'][1]:.3f}",
+                          f"{r.report.values['recall@10']:.4f}", f"{r.report.values['hit@10']:.3f}",
+                          f"{r.report.values['coverage@10']:.3f}"]
                          for r in ordered])
     for note in result.notes:
         cli.console.print(f"[yellow]note[/yellow]: {note}")

@@ -189,7 +189,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
     if config.platform:
         from recplatform.evaluation import serving
 
-        platform_available, why = serving.available()
+        platform_available, why = serving.available(settings)
         if not platform_available:
             notes.append(f"platform strategies not run: {why}")
 

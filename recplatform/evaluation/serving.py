@@ -110,8 +110,12 @@ def strategies_for(protocol: str) -> list[Variant]:
     return [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS for w in priors]
 
 
-def available() -> tuple[bool, str]:
-    """Whether the platform pieces the evaluation drives can be imported; (False, why) otherwise."""
+def available(settings: Settings | None = None) -> tuple[bool, str]:
+    """Whether the platform pieces the evaluation drives are there; (False, why) otherwise."""
+    settings = settings or get_settings()
+    if not settings.uses_embedded_postgres:
+        return False, ("the evaluation creates scratch databases and needs the embedded server "
+                       "(RECPLATFORM_DATABASE_URL is set); run `recplatform evaluate --no-platform` or unset it")
     try:
         import recplatform.embedding.encoder  # noqa: F401
         import recplatform.embedding.pipeline  # noqa: F401
