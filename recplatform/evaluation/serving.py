@@ -51,8 +51,8 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
 
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s)"
 DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight FROM rec.retrieval_defaults"
-HAS_RECOMMEND_SQL = "SELECT to_regprocedure('rec.recommend(text, integer, boolean, text[], integer, integer, text, " \
-                    "double precision, double precision)') IS NOT NULL"
+HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                     "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
 
 @dataclass
