@@ -141,10 +141,10 @@ def feast_env(settings: Settings) -> dict[str, str]:
     """Variables that ``feature_repo/feature_store.yaml`` expands."""
     parts = settings.postgres_parts()
     return {
-        "RECPLATFORM_PG_HOST": parts["host"],
-        "RECPLATFORM_PG_PORT": parts["port"],
-        "RECPLATFORM_PG_DATABASE": parts["database"],
-        "RECPLATFORM_PG_USER": parts["user"],
-        "RECPLATFORM_PG_PASSWORD": parts["password"],
-        "RECPLATFORM_PG_SSLMODE": parts["sslmode"],
+        "RECPLATFORM_FEAST_PG_HOST": parts["host"],
+        "RECPLATFORM_FEAST_PG_PORT": parts["port"],
+        "RECPLATFORM_FEAST_PG_DATABASE": parts["database"],
+        "RECPLATFORM_FEAST_PG_USER": parts["user"],
+        "RECPLATFORM_FEAST_PG_PASSWORD": parts["password"],
+        "RECPLATFORM_FEAST_PG_SSLMODE": parts["sslmode"],
     }
