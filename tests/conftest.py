@@ -20,6 +20,19 @@ ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 _counter = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _restore_recplatform_environment():
+    """Code under test exports settings into os.environ (for workers and Feast); undo it after each test so
+    one test's database or port never becomes the next test's default."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("RECPLATFORM_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("RECPLATFORM_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def services_settings():
     """Embedded Postgres and Redis started once for the whole run under a temporary state directory."""

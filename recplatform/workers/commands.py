@@ -65,7 +65,7 @@ def embed(
                   f"{before.done}/{before.total} embedded, {before.missing} missing")
     started = time.perf_counter()
     if local:
-        _embed_local(settings, target, batch_size, console)
+        embed_local(settings, target, batch_size, console)
     else:
         from recplatform.workers.enqueue import reconcile_spaces
 
@@ -81,7 +81,7 @@ def embed(
         if result.activated:
             console.print(f"activated: {', '.join(result.activated)}")
         if wait:
-            _wait_full(settings, target, console)
+            wait_until_full(settings, target, console)
     after = spaces.completeness(settings, target.space_id)
     if after.complete and spaces.activate_if_complete(settings, spaces.get_space(settings, target.space_id)):
         if not target.is_active:
@@ -98,7 +98,8 @@ def _progress(console):
                     console=console)
 
 
-def _embed_local(settings, target, batch_size, console) -> None:
+def embed_local(settings, target, batch_size, console) -> None:
+    """Embed what the space lacks in this process, with a progress bar (items/s)."""
     from recplatform.embedding import pipeline, spaces
 
     todo = spaces.completeness(settings, target.space_id).missing
@@ -115,7 +116,7 @@ def _embed_local(settings, target, batch_size, console) -> None:
         pipeline.embed_missing_local(settings, target, batch_size=batch_size, on_batch=advance)
 
 
-def _wait_full(settings, target, console, poll: float = 0.5, hint_after: float = 30.0) -> None:
+def wait_until_full(settings, target, console, poll: float = 0.5, hint_after: float = 30.0) -> None:
     """Poll the space's completeness until it is full; warn once when nothing moves (no worker?)."""
     from recplatform.embedding import spaces
 
