@@ -56,3 +56,15 @@ def test_rec_reader_can_read_but_not_write(db_settings):
                 conn.execute(statement)
         with pytest.raises(psycopg.Error):
             conn.execute("SELECT * FROM public.alembic_version")
+
+
+def test_cold_start_default_is_the_evaluated_best_and_downgrades(db_settings):
+    query = "SELECT strategy, popularity_weight FROM rec.retrieval_defaults WHERE user_type = %s"
+    with db.connect(db_settings) as conn:
+        assert conn.execute(query, ("cold",)).fetchone() == ("neighbors_vote", 0.3)
+        assert conn.execute(query, ("warm",)).fetchone() == ("taste", 0.0)
+    db.downgrade(db_settings, "0002")
+    with db.connect(db_settings) as conn:
+        assert conn.execute(query, ("cold",)).fetchone() == ("neighbors_vote", 0.1)
+    db.migrate(db_settings)
+    assert db.current_revision(db_settings) == "0003"
