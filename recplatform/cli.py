@@ -239,6 +239,25 @@ def features_item(
     _show_features("item", item_ids, as_json)
 
 
+@features_app.command("serve")
+def features_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless you mean it)."),
+    port: int = typer.Option(6566, "--port", help="HTTP port."),
+) -> None:
+    """Run Feast's HTTP feature server on this repository, connected to the configured database."""
+    import os
+    import shutil
+    import sys
+
+    settings = _settings()  # exports the RECPLATFORM_FEAST_PG_* values that feature_store.yaml expands
+    beside = Path(sys.executable).parent / "feast"  # the feast of this environment, even when not on PATH
+    feast = str(beside) if beside.exists() else shutil.which("feast")
+    if feast is None:
+        console.print("[red]the feast command is not installed[/red] (pip install 'feast[postgres]')")
+        raise typer.Exit(1)
+    os.execv(feast, [feast, "-c", str(settings.feature_repo), "serve", "--host", host, "--port", str(port)])
+
+
 @app.command()
 def materialize() -> None:
     """Full refresh of Feast's online store from the rec tables (every user and item, with their aggregates).

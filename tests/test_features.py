@@ -309,3 +309,44 @@ def _check_movielens(ml100k_path, settings, ingest, datasets) -> None:
     users = features.online_user_features([str(n) for n in range(1, 944)], settings)
     assert all(u["age"] is not None for u in users)
     assert sum(u["n_interactions"] for u in users) == 100_000
+
+
+def test_feature_server_serves_the_online_store_over_http(feast_settings):
+    """`recplatform features serve` runs Feast's HTTP server with the connection values of the settings."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    p = _prefix()
+    _add_users(feast_settings, [(p + "a", 33, "M", "artist", "02139")])
+    features.write_online(feast_settings, user_ids=[p + "a"], item_ids=[])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RECPLATFORM_STATE_DIR": str(feast_settings.state_dir),
+           "RECPLATFORM_DATABASE_NAME": feast_settings.database_name}
+    server = subprocess.Popen([sys.executable, "-m", "recplatform.cli", "features", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the feature server did not answer within 90 s"
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/get-online-features", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"feature_service": "user_features", "entities": {"user_id": [p + "a"]}}).encode())
+        body = json.load(urllib.request.urlopen(request, timeout=30))
+        served = dict(zip(body["metadata"]["feature_names"], (r["values"][0] for r in body["results"])))
+        assert (served["age"], served["gender"], served["occupation"], served["zip_code"]) == (33, "M", "artist", "02139")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
