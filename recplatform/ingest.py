@@ -31,8 +31,6 @@ Accepted values (None, NaN and pd.NA mean "not given"):
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
 import logging
 import math
@@ -637,28 +635,15 @@ def _write_interactions(conn, table: _Table, result: IngestResult, bar: _Progres
 
 
 # ----- after the commit ---------------------------------------------------------------------------
-def _optional_call(module_name: str, function: str, *args: Any, progress: bool = False, **kwargs: Any) -> bool:
-    """Call ``module.function``; a module not there yet is skipped (debug), any failure is logged (warning)."""
+def _after_commit_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+    """Run a step that follows the commit; a failure is logged, never raised: the data is committed, and
+    ``recplatform materialize`` / ``reconcile`` repair whatever the step missed."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            log.debug("%s is not available; skipping %s", module_name, function)
-            return False
-        log.warning("could not import %s for %s: %s", module_name, function, exc)
-        return False
-    except Exception as exc:  # noqa: BLE001 - a broken optional step must not undo the commit
-        log.warning("could not import %s for %s: %s", module_name, function, exc)
-        return False
-    try:
-        target = getattr(module, function)
-        if progress and "progress" in inspect.signature(target).parameters:
-            kwargs["progress"] = True
-        target(*args, **kwargs)
+        step(*args, **kwargs)
         return True
-    except Exception as exc:  # noqa: BLE001
-        log.warning("%s.%s failed after the data was committed (run `recplatform materialize` / reconcile "
-                    "to catch up): %s", module_name, function, exc)
+    except Exception as exc:  # noqa: BLE001 - a failed follow-up must not look like a failed ingestion
+        log.warning("%s failed after the data was committed (run `recplatform materialize` / reconcile "
+                    "to catch up): %s", getattr(step, "__name__", step), exc)
         return False
 
 
@@ -670,12 +655,15 @@ def _after_commit(result: IngestResult, settings: Settings, *, online: bool, enq
         return
     if online:
         started = time.perf_counter()
-        _optional_call("recplatform.features", "write_online", settings, user_ids=user_ids, item_ids=item_ids,
-                       progress=progress)
+        from recplatform.features import write_online
+
+        _after_commit_step(write_online, settings, user_ids=user_ids, item_ids=item_ids, progress=progress)
         result.timings["online"] = time.perf_counter() - started
     if enqueue and settings.enqueue_on_ingest:
         started = time.perf_counter()
-        _optional_call("recplatform.workers.enqueue", "enqueue_ingested", result, settings)
+        from recplatform.workers.enqueue import enqueue_ingested
+
+        _after_commit_step(enqueue_ingested, result, settings)
         result.timings["enqueue"] = time.perf_counter() - started
 
 

@@ -9,8 +9,6 @@ from typing import Optional
 
 import typer
 
-from recplatform.evaluation.protocols import PROTOCOLS
-
 
 def load_dataset(spec: str, seed: int):
     """``movielens:PATH`` or ``synthetic`` (optionally ``synthetic:USERSxITEMS``) → a recplatform Dataset."""
@@ -48,6 +46,7 @@ def evaluate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from recplatform import cli
+    from recplatform.evaluation.protocols import PROTOCOLS  # pandas: imported here, not for --help
     from recplatform.evaluation.report import write_report
     from recplatform.evaluation.runner import EvalConfig, run_evaluation
 
