@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
     embed_precision: str = Field("auto", description="Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
     enqueue_on_ingest: bool = Field(True, description="Ingestion enqueues embedding tasks after it commits.")
+    retrain_after_interactions: int = Field(
+        1000, ge=1, description="Workers retrain the collaborative space once this many interactions arrived since "
+                                "the last training (checked after each ingestion and every 15 minutes).")
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast feature repository directory.")
     reader_password: str = Field("rec_reader", description="Password of the read-only analytics role rec_reader.")
     log_level: str = Field("INFO", description="Python logging level.")

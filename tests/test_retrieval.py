@@ -16,7 +16,7 @@ import pytest
 from recplatform import db
 from recplatform.retrieval import collaborative, coldstart
 
-from _retrieval_data import planted_database
+from _retrieval_data import load_dataset, planted_database
 
 STRATEGIES = ["taste", "neighbors_vote", "neighbors_taste", "learned_map", "prompt", "popularity"]
 
@@ -323,3 +323,33 @@ def test_content_blend_for_warm_users(planted):
     with pytest.raises(psycopg.Error) as info:
         rows(settings, "SELECT * FROM rec.recommend(%s, 5, content_weight => 1.5)", (user,))
     assert info.value.diag.column_name == "content_weight"
+
+
+def test_training_runs_when_due_and_once_at_a_time(db_settings):
+    """No space yet → train; then only after `retrain_after_interactions` new interactions; never concurrently."""
+    from datetime import datetime, timezone
+
+    from recplatform.datasets.synthetic import generate_synthetic
+    from recplatform.ingest import add_interactions
+    from recplatform.retrieval.collaborative import _TRAIN_LOCK
+
+    settings = db_settings.model_copy(update={"retrain_after_interactions": 5})
+    load_dataset(settings, generate_synthetic(40, 30, seed=5))
+    first = collaborative.train_if_due(settings)
+    assert first is not None and collaborative.new_interactions(settings) == 0
+    assert collaborative.train_if_due(settings) is None  # nothing new
+
+    when = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    add_interactions([{"user_id": "u1", "item_id": f"i{n}", "rating": 5, "occurred_at": when} for n in range(1, 5)],
+                     settings=settings, online=False, enqueue=False)
+    assert collaborative.new_interactions(settings) == 4
+    assert collaborative.train_if_due(settings) is None  # below the threshold
+
+    add_interactions([{"user_id": "u2", "item_id": "i1", "rating": 4, "occurred_at": when}],
+                     settings=settings, online=False, enqueue=False)
+    with db.connect(settings, autocommit=True, vector=False) as other:  # a training running elsewhere
+        other.execute("SELECT pg_advisory_lock(%s)", (_TRAIN_LOCK,))
+        assert collaborative.train_if_due(settings) is None
+    second = collaborative.train_if_due(settings)
+    assert second is not None and second.space_id != first.space_id
+    assert collaborative.new_interactions(settings) == 0

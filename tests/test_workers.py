@@ -356,3 +356,22 @@ def test_real_default_model_end_to_end(services_settings, start_worker):
     assert ranked.index("jedi") < ranked.index("sense"), ranked
     assert ranked[0] == "jedi", ranked
     assert abs(norms[0] - 1) < 1e-3 and abs(norms[1] - 1) < 1e-3
+
+
+def test_interactions_arriving_make_the_worker_train_the_collaborative_space(shared):
+    """Ingested interactions queue `train_if_due`; the worker trains the first collaborative space itself,
+    and the users who interacted become warm (served from taste)."""
+    from recplatform.client import RecClient
+
+    settings, worker = shared
+    ingest(users=_users(12, "cf"), items=_items(20, "cf"), settings=settings)
+    ingest(interactions=[{"user_id": f"cf{u}", "item_id": f"cf{(u * 3 + n) % 20}", "rating": 5}
+                         for u in range(12) for n in range(6)], settings=settings)
+    deadline = time.monotonic() + 60
+    while spaces.active_space(settings, spaces.COLLABORATIVE) is None:
+        assert time.monotonic() < deadline, "the worker did not train a collaborative space within 60 s\n" + worker.text()[-3000:]
+        time.sleep(0.2)
+    assert "collaborative space" in worker.text()
+    _wait_complete(settings)
+    with RecClient(settings) as client:
+        assert {r.source for r in client.recommend("cf1", 5)} == {"taste"}

@@ -54,6 +54,7 @@ from recplatform.retrieval import sql
 log = logging.getLogger(__name__)
 
 KEEP_SPACES = 2  # collaborative spaces kept (the active one and its predecessor); older ones are dropped
+_TRAIN_LOCK = 0x7265_6374_7261_696E  # advisory lock: one training at a time per database
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,8 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
     settings = settings or get_settings()
     params = params or CollaborativeParams()
     started = time.perf_counter()
+    with db.connect(settings, vector=False) as conn:
+        watermark = int(conn.execute(sql.INTERACTION_WATERMARK).fetchone()[0])
     data = load_interactions(settings, params)
     if not data.user_ids:
         raise ValueError("interactions: rec.interactions is empty; nothing to train a collaborative space from")
@@ -303,7 +306,8 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
     space = spaces.register_space(
         settings, name, spaces.COLLABORATIVE, f"als:f{params.factors}", params.factors + 1, "",
         {**asdict(params), "scale": scale, "gram": gram.tolist(), "augmented": True,
-         "n_users": len(data.user_ids), "n_items": len(data.item_ids), "final_loss": factors.history[-1]},
+         "n_users": len(data.user_ids), "n_items": len(data.item_ids), "final_loss": factors.history[-1],
+         "interaction_watermark": watermark},
     )
     try:
         _store_space(settings, space, data, factors, scale, params)
@@ -325,6 +329,40 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
              space.name, space.space_id, len(data.user_ids), len(data.item_ids), params.factors,
              factors.history[0], factors.history[-1], time.perf_counter() - started)
     return space
+
+
+def new_interactions(settings: Settings | None = None) -> int | None:
+    """Interactions added since the active collaborative space was trained; None when there is no such space."""
+    settings = settings or get_settings()
+    space = spaces.active_space(settings, spaces.COLLABORATIVE)
+    if space is None:
+        return None
+    with db.connect(settings, vector=False) as conn:
+        return int(conn.execute(sql.INTERACTIONS_SINCE, ((space.params or {}).get("interaction_watermark", 0),)
+                                ).fetchone()[0])
+
+
+def train_if_due(settings: Settings | None = None) -> Space | None:
+    """Train when no collaborative space exists yet (and there are interactions), or when at least
+    ``settings.retrain_after_interactions`` interactions arrived since the last training. What the worker runs
+    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op."""
+    settings = settings or get_settings()
+    with db.connect(settings, autocommit=True, vector=False) as lock:
+        if not lock.execute(sql.TRY_LOCK, (_TRAIN_LOCK,)).fetchone()[0]:
+            log.info("collaborative training is already running elsewhere; not starting another")
+            return None
+        try:
+            new = new_interactions(settings)
+            if new is None:
+                new = int(lock.execute(sql.INTERACTIONS_SINCE, (0,)).fetchone()[0])
+                due = new > 0
+            else:
+                due = new >= settings.retrain_after_interactions
+            log.info("%d interactions since the last collaborative training (threshold %d): %s", new,
+                     settings.retrain_after_interactions, "training" if due else "not due")
+            return train_collaborative_space(settings) if due else None
+        finally:
+            lock.execute(sql.UNLOCK, (_TRAIN_LOCK,))
 
 
 def _store_space(settings: Settings, space: Space, data: Interactions, factors: Factors, scale: float,

@@ -8,6 +8,11 @@ INTERACTIONS_ALL = """
 SELECT x.user_id, x.item_id, x.rating, x.weight, extract(epoch FROM x.occurred_at)::float8
 FROM rec.interactions x
 """
+# Interactions are numbered by an identity column: the highest id seen by a training is its watermark.
+INTERACTION_WATERMARK = "SELECT coalesce(max(interaction_id), 0) FROM rec.interactions"
+INTERACTIONS_SINCE = "SELECT count(*) FROM rec.interactions WHERE interaction_id > %s"
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
+UNLOCK = "SELECT pg_advisory_unlock(%s)"
 INTERACTIONS_OF_USERS = """
 SELECT x.user_id, x.item_id, x.rating, x.weight, extract(epoch FROM x.occurred_at)::float8
 FROM rec.interactions x WHERE x.user_id = ANY(%s)

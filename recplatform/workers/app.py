@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 EMBED_QUEUE, DEFAULT_QUEUE = "embed", "default"
 RECONCILE_EVERY = timedelta(minutes=5)
+TRAIN_CHECK_EVERY = timedelta(minutes=15)  # retrain when enough new interactions arrived (collaborative.train_if_due)
 # An embed batch (256 texts) takes seconds on a CPU; a minute would mean something is wrong.
 EMBED_SOFT_LIMIT, EMBED_HARD_LIMIT = 240, 300
 # Redis redelivers an un-acked message (a worker died mid-task) after this; it must exceed every time limit.
@@ -33,6 +34,7 @@ ROUTES = {
     "recplatform.embed_users": {"queue": EMBED_QUEUE},
     "recplatform.refresh_user_taste": {"queue": DEFAULT_QUEUE},
     "recplatform.train_collaborative_space": {"queue": DEFAULT_QUEUE},
+    "recplatform.train_if_due": {"queue": DEFAULT_QUEUE},
     "recplatform.reconcile": {"queue": DEFAULT_QUEUE},
 }
 
@@ -75,6 +77,11 @@ def make_app(settings: Settings, *, name: str = "recplatform") -> Celery:
                 "task": "recplatform.reconcile",
                 "schedule": RECONCILE_EVERY,
                 "options": {"queue": DEFAULT_QUEUE, "expires": RECONCILE_EVERY.total_seconds()},
+            },
+            "retrain-collaborative-when-due": {
+                "task": "recplatform.train_if_due",
+                "schedule": TRAIN_CHECK_EVERY,
+                "options": {"queue": DEFAULT_QUEUE, "expires": TRAIN_CHECK_EVERY.total_seconds()},
             },
         },
         beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),

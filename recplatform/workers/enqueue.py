@@ -83,12 +83,15 @@ def embed_messages(kind: str, ids: Iterable[str], space_id: int | None = None, b
 
 def enqueue_ingested(result: Any, settings: Settings | None = None) -> int:
     """After an ingestion commit: changed items/users → embed queue, users with new interactions →
-    ``refresh_user_taste``. Never raises; on a broker failure it logs and returns 0 (reconcile catches up)."""
+    ``refresh_user_taste``, new interactions → ``train_if_due``. Never raises; on a broker failure it logs and
+    returns 0 (reconcile and the scheduled training check catch up)."""
     settings = settings or get_settings()
     messages = (embed_messages("item", getattr(result, "changed_item_ids", []) or [])
                 + embed_messages("user", getattr(result, "changed_user_ids", []) or []))
     touched = list(dict.fromkeys(getattr(result, "touched_user_ids", []) or []))
     messages += [Message("recplatform.refresh_user_taste", [touched[i:i + 1000]]) for i in range(0, len(touched), 1000)]
+    if getattr(result, "interactions_added", 0):
+        messages.append(Message("recplatform.train_if_due", []))  # a cheap check; trains past the threshold
     if not messages:
         return 0
     started = time.perf_counter()

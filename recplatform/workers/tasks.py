@@ -67,6 +67,14 @@ def train_collaborative_space() -> dict | None:
     return _plain(space)
 
 
+@celery_app.task(name="recplatform.train_if_due", soft_time_limit=3300, time_limit=3500, **RETRYING)
+def train_if_due() -> dict | None:
+    """Retrain the collaborative space when enough interactions arrived since the last training."""
+    from recplatform.retrieval.collaborative import train_if_due as train
+
+    return _plain(train(get_settings()))
+
+
 @celery_app.task(name="recplatform.reconcile", soft_time_limit=240, time_limit=300, **RETRYING)
 def reconcile(force: bool = False) -> dict:
     """Enqueue every entity whose current content hash has no vector in the active (or building) content
