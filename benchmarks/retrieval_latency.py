@@ -340,19 +340,23 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows: dict[str, dict] = {}
     results: dict[str, list] = {}
+    with db.connect(settings) as conn:
+        cold_strategy, cold_prior = conn.execute(
+            "SELECT strategy, popularity_weight FROM rec.retrieval_defaults WHERE user_type = 'cold'").fetchone()
+    cold_default = f"cold (default: {cold_strategy}, pop {cold_prior:g})"
     plans = {
         "warm (taste)": [(f"u{u}", None, None, None) for u in warm_users],
         "warm + genre filter": [(f"u{u}", [g], None, None) for u, g in zip(warm_users, genre_pick)],
-        "cold (default: neighbors_vote, pop 0.1)": [(f"u{u}", None, None, None) for u in cold_users],
+        cold_default: [(f"u{u}", None, None, None) for u in cold_users],
         "cold (learned_map, pop 0)": [(f"u{u}", None, "learned_map", 0.0) for u in cold_users],
         "cold (learned_map, pop 0.1)": [(f"u{u}", None, "learned_map", 0.1) for u in cold_users],
-        "cold (neighbors_taste, pop 0.1)": [(f"u{u}", None, "neighbors_taste", None) for u in cold_users],
+        f"cold (neighbors_taste, pop {cold_prior:g})": [(f"u{u}", None, "neighbors_taste", None) for u in cold_users],
         "cold (popularity)": [(f"u{u}", None, "popularity", None) for u in cold_users],
     }
     for name, queries in plans.items():
         with console.status(f"1 client: {name}"):
             rows[name], results[name] = run_single(settings, queries, k)
-    for name in ("warm (taste)", "cold (default: neighbors_vote, pop 0.1)", "cold (learned_map, pop 0)"):
+    for name in ("warm (taste)", cold_default, "cold (learned_map, pop 0)"):
         with console.status(f"{args.clients} clients: {name}"):
             queries = plans[name] * max(1, (args.clients * 40) // len(plans[name]) + 1)
             rows[f"{name} x{args.clients} clients"] = run_concurrent(settings, queries[: args.clients * 40], k,

@@ -138,6 +138,10 @@ def test_platform_strategies_through_rec_recommend_beat_random(services_settings
     assert {"neighbors_vote", "neighbors_taste", "learned_map", "prompt"} <= set(cold)
     assert all(cold[s].kind == "platform" for s in ("neighbors_vote", "learned_map"))
     assert sum(r.default for r in cold.values()) == 1  # the rec.retrieval_defaults cold row is marked
+    assert cold["neighbors_vote+prior0.3"].default  # migration 0003: neighbors_vote, prior 0.3, 100 neighbours
+    # other neighbourhood sizes are served through the same SQL (set in a rolled-back transaction), and differ
+    assert not cold["neighbors_vote+n50+prior0.3"].default
+    assert cold["neighbors_vote+n50+prior0.3"].report.values != cold["neighbors_vote+n200+prior0.3"].report.values
     random_ndcg = cold["random"].report.values["ndcg@10"]
     for name in ("neighbors_vote", "neighbors_taste", "learned_map"):
         assert cold[name].report.values["ndcg@10"] > 1.5 * random_ndcg, name

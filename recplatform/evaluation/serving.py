@@ -43,6 +43,9 @@ PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
 CONTENT_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 # New items carry no popularity, so a prior can only push them down: fewer prior variants there.
 NEW_ITEM_PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1)
+# Neighbourhood sizes tried for neighbors_vote besides the default (rec.retrieval_defaults.neighbors), with priors.
+NEIGHBOR_COUNTS: tuple[int, ...] = (50, 200)
+NEIGHBOR_PRIOR_WEIGHTS: tuple[float, ...] = (0.1, 0.3)
 _counter = itertools.count(1)
 MAX_K = 1000  # rec.recommend's documented maximum k
 FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
@@ -50,7 +53,8 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
                  "online store in scratch databases; the same values Feast would serve)")
 
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s)"
-DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight FROM rec.retrieval_defaults"
+DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight, neighbors FROM rec.retrieval_defaults"
+SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
@@ -77,25 +81,30 @@ class ServedSplit:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of calling rec.recommend: strategy, popularity-prior weight, content weight (warm blend)."""
+    """One way of calling rec.recommend: strategy, popularity-prior weight, content weight (warm blend), and
+    neighbourhood size (cold strategies that use demographic neighbours)."""
 
     strategy: str
     popularity_weight: float = 0.0
     content_weight: float | None = None  # None: not applicable (cold-start strategies)
+    neighbors: int | None = None  # None: the default of rec.retrieval_defaults
 
     @property
     def name(self) -> str:
         name = self.strategy
+        if self.neighbors:
+            name += f"+n{self.neighbors}"
         if self.content_weight:
             name += f"+content{self.content_weight:g}"
         if self.popularity_weight:
             name += f"+prior{self.popularity_weight:g}"
         return name
 
-    def matches(self, default: tuple[str, float, float]) -> bool:
-        strategy, pop, content = default
+    def matches(self, default: tuple[str, float, float, int]) -> bool:
+        strategy, pop, content, neighbors = default
         return (strategy == self.strategy and bool(np.isclose(pop, self.popularity_weight))
-                and (self.content_weight is None or bool(np.isclose(content, self.content_weight))))
+                and (self.content_weight is None or bool(np.isclose(content, self.content_weight)))
+                and self.neighbors in (None, neighbors))
 
 
 def strategy_name(strategy: str, weight: float, content: float | None = None) -> str:
@@ -105,7 +114,8 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
 def strategies_for(protocol: str) -> list[Variant]:
     """The rec.recommend variants evaluated on a protocol."""
     if protocol == "cold-user":
-        return [Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+        return ([Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+                + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
     priors = NEW_ITEM_PRIOR_WEIGHTS if protocol == "new-item" else PRIOR_WEIGHTS
     return [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS for w in priors]
 
@@ -215,20 +225,28 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
     return timings
 
 
-def _defaults(conn) -> dict[str, tuple[str, float, float]]:
-    return {row[0]: (row[1], float(row[2]), float(row[3])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
+def _defaults(conn) -> dict[str, tuple[str, float, float, int]]:
+    return {row[0]: (row[1], float(row[2]), float(row[3]), int(row[4])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
 def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int,
-                  content_weight: float | None = None) -> dict[str, list[str]]:
-    """rec.recommend for every user over one connection (what a client or analytics tool would run)."""
+                  content_weight: float | None = None, neighbors: int | None = None) -> dict[str, list[str]]:
+    """rec.recommend for every user over one connection (what a client or analytics tool would run).
+
+    ``neighbors`` sets the cold neighbourhood size inside a transaction that is rolled back afterwards, so the
+    scratch database keeps its defaults.
+    """
     from recplatform import db
 
     out: dict[str, list[str]] = {}
-    with db.connect(settings, autocommit=True) as conn:
+    with db.connect(settings, autocommit=neighbors is None) as conn:
+        if neighbors is not None:
+            conn.execute(SET_NEIGHBORS_SQL, (neighbors,))
         for user in users:
             out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight,
                                                                         content_weight)).fetchall()]
+        if neighbors is not None:
+            conn.rollback()
     return out
 
 
@@ -247,18 +265,20 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
                 return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
             defaults = _defaults(conn)
         default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
+        default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
         for variant in strategies_for(split.protocol):
             t0 = time.perf_counter()
             recs = recommend_all(settings, users, variant.strategy, variant.popularity_weight,
-                                 min(depth or config.max_k, MAX_K), variant.content_weight)
+                                 min(depth or config.max_k, MAX_K), variant.content_weight, variant.neighbors)
             seconds = time.perf_counter() - t0
             served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs, seconds,
                                          default is not None and variant.matches(default),
                                          {"sql_strategy": variant.strategy,
                                           "popularity_weight": variant.popularity_weight,
-                                          "content_weight": variant.content_weight}))
+                                          "content_weight": variant.content_weight,
+                                          "neighbors": variant.neighbors or default_neighbors}))
             log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold, variant.name,
                      len(users), seconds)
         if default is not None and not any(s.default for s in served):
