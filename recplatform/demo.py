@@ -55,6 +55,7 @@ def run(settings: Settings, options: DemoOptions, console: Console,
     from recplatform.embedding.encoder import load_encoder
     from recplatform.ingest import ingest_dataset
     from recplatform.retrieval import collaborative
+    from recplatform.retrieval.commands import print_recs
     from recplatform.workers.commands import embed_local, wait_until_full
 
     steps = Steps()
@@ -119,16 +120,14 @@ def run(settings: Settings, options: DemoOptions, console: Console,
         console.print(f"stored {NEW_USER} and its demographic-prompt embedding")
 
     with steps.step(console, "8. recommendations"), RecClient(settings) as client:
-        show = lambda title, recs: table(title, ["rank", "item_id", "title", "score", "source"],  # noqa: E731
-                                         [[r.rank, r.item_id, r.title, f"{r.score:.4f}", r.source] for r in recs])
         warm = client.recommend(warm_user, options.k)
-        show(f"warm user {warm_user} (history: {user.get('n_interactions')} interactions)", warm)
-        show(f"cold user {NEW_USER['user_id']}: stored a moment ago, no history",
-             client.recommend(NEW_USER["user_id"], options.k))
-        show(f"a person who is not stored: {NEW_PERSON}", client.recommend_for_profile(**NEW_PERSON, k=options.k))
+        print_recs(f"warm user {warm_user} (history: {user.get('n_interactions')} interactions)", warm)
+        print_recs(f"cold user {NEW_USER['user_id']}: stored a moment ago, no history",
+                   client.recommend(NEW_USER["user_id"], options.k))
+        print_recs(f"a person who is not stored: {NEW_PERSON}", client.recommend_for_profile(**NEW_PERSON, k=options.k))
         if warm:
-            show(f"items similar to {warm[0].item_id} ({warm[0].title})",
-                 client.similar_items(warm[0].item_id, options.k))
+            print_recs(f"items similar to {warm[0].item_id} ({warm[0].title})",
+                       client.similar_items(warm[0].item_id, options.k))
         with db.connect(settings, vector=False) as conn:
             rows = conn.execute(ANALYST_SQL, (NEW_USER["user_id"],)).fetchall()
         table(f"the same from plain SQL: {ANALYST_SQL % repr(NEW_USER['user_id'])}",

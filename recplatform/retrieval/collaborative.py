@@ -331,6 +331,12 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
     return space
 
 
+def _interactions_since(conn, space: Space | None) -> int:
+    """Interactions with an id above the space's training watermark (all of them when there is no space)."""
+    watermark = (space.params or {}).get("interaction_watermark", 0) if space is not None else 0
+    return int(conn.execute(sql.INTERACTIONS_SINCE, (watermark,)).fetchone()[0])
+
+
 def new_interactions(settings: Settings | None = None) -> int | None:
     """Interactions added since the active collaborative space was trained; None when there is no such space."""
     settings = settings or get_settings()
@@ -338,8 +344,7 @@ def new_interactions(settings: Settings | None = None) -> int | None:
     if space is None:
         return None
     with db.connect(settings, vector=False) as conn:
-        return int(conn.execute(sql.INTERACTIONS_SINCE, ((space.params or {}).get("interaction_watermark", 0),)
-                                ).fetchone()[0])
+        return _interactions_since(conn, space)
 
 
 def train_if_due(settings: Settings | None = None) -> Space | None:
@@ -347,22 +352,20 @@ def train_if_due(settings: Settings | None = None) -> Space | None:
     ``settings.retrain_after_interactions`` interactions arrived since the last training. What the worker runs
     after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op."""
     settings = settings or get_settings()
-    with db.connect(settings, autocommit=True, vector=False) as lock:
-        if not lock.execute(sql.TRY_LOCK, (_TRAIN_LOCK,)).fetchone()[0]:
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        if not conn.execute(sql.TRY_LOCK, (_TRAIN_LOCK,)).fetchone()[0]:
             log.info("collaborative training is already running elsewhere; not starting another")
             return None
         try:
-            new = new_interactions(settings)
-            if new is None:
-                new = int(lock.execute(sql.INTERACTIONS_SINCE, (0,)).fetchone()[0])
-                due = new > 0
-            else:
-                due = new >= settings.retrain_after_interactions
-            log.info("%d interactions since the last collaborative training (threshold %d): %s", new,
-                     settings.retrain_after_interactions, "training" if due else "not due")
+            space = spaces.active_space(settings, spaces.COLLABORATIVE)
+            new = _interactions_since(conn, space)
+            threshold = settings.retrain_after_interactions if space is not None else 1
+            due = new >= threshold
+            log.info("%d interactions since the last collaborative training (threshold %d): %s", new, threshold,
+                     "training" if due else "not due")
             return train_collaborative_space(settings) if due else None
         finally:
-            lock.execute(sql.UNLOCK, (_TRAIN_LOCK,))
+            conn.execute(sql.UNLOCK, (_TRAIN_LOCK,))
 
 
 def _store_space(settings: Settings, space: Space, data: Interactions, factors: Factors, scale: float,

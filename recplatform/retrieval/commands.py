@@ -36,7 +36,8 @@ def _years(min_year: Optional[int], max_year: Optional[int]):
     return None if min_year is None and max_year is None else (min_year, max_year)
 
 
-def _print_recs(title: str, recs, as_json: bool) -> None:
+def print_recs(title: str, recs, as_json: bool = False) -> None:
+    """Recommendations as the CLI's table (or JSON): rank, item_id, title, score, source."""
     from recplatform.cli import print_table
 
     if as_json:
@@ -96,7 +97,7 @@ def recommend(
                                     years=_years(min_year, max_year), strategy=strategy)
         except RecClientError as exc:
             _fail(exc)
-    _print_recs(f"recommendations for user {user_id}", recs, as_json)
+    print_recs(f"recommendations for user {user_id}", recs, as_json)
 
 
 def similar(
@@ -114,7 +115,7 @@ def similar(
             recs = client.similar_items(item_id, k, space=space)
         except RecClientError as exc:
             _fail(exc)
-    _print_recs(f"items similar to {item_id}", recs, as_json)
+    print_recs(f"items similar to {item_id}", recs, as_json)
 
 
 def explain(
