@@ -40,8 +40,8 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
     Embedded Postgres + Redis under a temporary state directory, one migrated database with the Feast repo applied,
     and one real worker started as ``recplatform worker`` would (``recplatform.workers.process.plan``: prefork on a
     CPU, solo on a GPU; same model and device). Each repeat empties rec.items / rec.item_embeddings, then times
-    ``ingest(items=<the same n items>)`` (validation, commit, Feast online write, enqueue in 256-id messages) until
-    ``rec.item_embeddings`` holds a row per item for the active content space. cpu_s is the worker tree's CPU time.
+    ``ingest_and_publish(items=<the same n items>)`` (validation, commit, Feast online write, enqueue in 256-id
+    messages) until ``rec.item_embeddings`` holds a row per item for the active content space. cpu_s is the worker tree's CPU time.
     """
     import shutil
     import subprocess
@@ -52,7 +52,7 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
     from recplatform import db, features, services
     from recplatform.config import Settings, feast_env
     from recplatform.embedding import spaces
-    from recplatform.ingest import ingest
+    from recplatform.publish import ingest_and_publish as ingest
     from recplatform.workers.process import plan, worker_argv
 
     items, how = _e2e_items(texts)

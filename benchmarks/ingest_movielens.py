@@ -2,7 +2,7 @@
 
 Each repeat gets a fresh migrated database on an embedded Postgres started for this run, then measures:
 
-- ``ingest``: ``ingest_dataset(load_movielens(path), online=False, enqueue=False)`` — validation, then COPY into
+- ``ingest``: ``ingest_dataset(load_movielens(path))`` — validation, then COPY into
   temp tables and set-based upserts in one transaction (what ``recplatform load movielens`` does before Feast);
 - ``reload``: the same call again on the loaded database (must change nothing);
 - ``baseline``: the naive way on another fresh database — the same validated rows sent with psycopg
@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 from recplatform import db, services  # noqa: E402
 from recplatform.config import Settings  # noqa: E402
 from recplatform.datasets import load_movielens  # noqa: E402
-from recplatform.ingest import (_SPECS, _validate, ingest_dataset, item_content_hash,  # noqa: E402
-                                user_content_hash)
+from recplatform.content import item_content_hash, user_content_hash  # noqa: E402
+from recplatform.ingest import ingest_dataset  # noqa: E402
+from recplatform.ingest.validate import SPECS, validate  # noqa: E402
 
 _NAIVE = {
     "users": "INSERT INTO rec.users (user_id, age, gender, occupation, zip_code, content_hash) "
@@ -55,7 +56,7 @@ def _baseline(settings: Settings, dataset) -> float:
 
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
-    tables = {name: _validate(getattr(dataset, name), _SPECS[name], "bench", now)
+    tables = {name: validate(getattr(dataset, name), SPECS[name], "bench", now)
               for name in ("users", "items", "interactions")}
     u, i, x = (tables[n].columns for n in ("users", "items", "interactions"))
     users = [(a, b, c, d, e, user_content_hash({"age": b, "gender": c, "occupation": d, "zip_code": e}))
@@ -89,9 +90,9 @@ def main() -> None:
             dataset = load_movielens(args.path)
             read = time.perf_counter() - started
             settings = _fresh(base, f"bench_ingest_{repeat}")
-            result = ingest_dataset(dataset, settings=settings, online=False, enqueue=False)
+            result = ingest_dataset(dataset, settings=settings)
             assert (result.users_inserted, result.items_inserted, result.interactions_added) == (943, 1682, 100_000)
-            again = ingest_dataset(dataset, settings=settings, online=False, enqueue=False)
+            again = ingest_dataset(dataset, settings=settings)
             assert again.interactions_added == 0 and not again.changed_item_ids and not again.changed_user_ids
             baseline = _baseline(_fresh(base, f"bench_naive_{repeat}"), dataset)
             runs.append({

@@ -57,7 +57,7 @@ from recplatform import db, services  # noqa: E402
 from recplatform.config import get_settings  # noqa: E402
 from recplatform.embedding import spaces  # noqa: E402
 from recplatform.retrieval import coldstart  # noqa: E402
-from recplatform.retrieval.collaborative import copy_vectors  # noqa: E402
+from recplatform.retrieval.storage import copy_vectors  # noqa: E402
 
 console = Console(width=int(os.environ.get("COLUMNS", "170")))
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",

@@ -21,7 +21,9 @@ import psycopg
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
+from recplatform.embedding.encoder import load_encoder
 from recplatform.retrieval import sql
+from recplatform.text.templates import TEMPLATE_VERSION, user_prompt
 
 MAX_K = 1000
 STRATEGIES = ("taste", "neighbors_vote", "neighbors_taste", "learned_map", "prompt", "popularity")
@@ -246,9 +248,6 @@ class RecClient:
 
     def profile_vector(self, profile: Mapping[str, Any]) -> np.ndarray | None:
         """The demographic-prompt embedding of a profile with the active content space's encoder and template."""
-        from recplatform.embedding.encoder import load_encoder
-        from recplatform.text.templates import TEMPLATE_VERSION, user_prompt
-
         with self._lock:
             row = self._connection().execute(sql.ACTIVE_CONTENT_SPACE).fetchone()
         if row is None:
@@ -297,25 +296,25 @@ class RecClient:
         reasons = [Reason(*r) for r in rows]
         return Explanation(user_id, item_id, reasons[0].source if reasons else None, reasons)
 
-    # -- ingestion (the data engineer's module does the work) --
+    # -- ingestion: validated, one transaction, then Feast online write and embedding queue --
     def add_users(self, rows: Any, **kwargs: Any):
         """Insert or update users (canonical columns); returns the IngestResult."""
-        from recplatform import ingest
+        from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
-        return ingest.upsert_users(rows, settings=self.settings, **kwargs)
+        return ingest_and_publish(users=rows, settings=self.settings, **kwargs)
 
     update_users = add_users
 
     def add_items(self, rows: Any, **kwargs: Any):
         """Insert or update items (canonical columns); returns the IngestResult."""
-        from recplatform import ingest
+        from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
-        return ingest.upsert_items(rows, settings=self.settings, **kwargs)
+        return ingest_and_publish(items=rows, settings=self.settings, **kwargs)
 
     update_items = add_items
 
     def add_interactions(self, rows: Any, **kwargs: Any):
-        """Append interactions (canonical columns); returns the IngestResult."""
-        from recplatform import ingest
+        """Append interactions (canonical columns); their users and items must exist; returns the IngestResult."""
+        from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
-        return ingest.add_interactions(rows, settings=self.settings, **kwargs)
+        return ingest_and_publish(interactions=rows, settings=self.settings, **kwargs)

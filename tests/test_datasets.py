@@ -117,7 +117,7 @@ def test_ml1m_layout_parses_and_ingests(tmp_path, db_settings):
     assert (first.user_id, first.item_id, first.rating) == ("1", "1", 5.0)
     assert first.occurred_at == pd.Timestamp(978300760, unit="s", tz="UTC")
 
-    result = ingest_dataset(data, settings=db_settings, online=False, enqueue=False)
+    result = ingest_dataset(data, settings=db_settings)
     assert (result.users_inserted, result.items_inserted, result.interactions_added) == (3, 3, 4)
     with db.connect(db_settings, vector=False) as conn:
         assert conn.execute("SELECT occupation FROM rec.users WHERE user_id = '2'").fetchone() == ("self-employed",)

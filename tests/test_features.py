@@ -280,22 +280,21 @@ def test_feast_offline_store_reads_the_rec_tables(feast_settings):
 # ----- MovieLens ------------------------------------------------------------------------------------------
 @pytest.mark.movielens
 def test_movielens_user_1_and_item_1_from_feast(ml100k_path, services_settings):
-    ingest = pytest.importorskip("recplatform.ingest", reason="recplatform.ingest (data engineer) is not there yet")
-    datasets = pytest.importorskip("recplatform.datasets", reason="recplatform.datasets is not there yet")
+    from recplatform import datasets
     settings = services_settings.model_copy(update={"database_name": f"feast_ml_{os.getpid()}"})
     services.ensure_database(settings)
     db.migrate(settings)
     try:
-        _check_movielens(ml100k_path, settings, ingest, datasets)
+        _check_movielens(ml100k_path, settings, datasets)
     finally:
         features.close_stores()
 
 
-def _check_movielens(ml100k_path, settings, ingest, datasets) -> None:
+def _check_movielens(ml100k_path, settings, datasets) -> None:
     features.apply(settings)
     data = datasets.load_movielens(ml100k_path)
-    ingest.ingest(data.users, data.items, data.interactions, source=str(ml100k_path), settings=settings,
-                  online=True, enqueue=False)
+    ingest_and_publish(data.users, data.items, data.interactions, source=str(ml100k_path), settings=settings,
+                       online=True, enqueue=False)
 
     user = features.online_user_features(["1"], settings)[0]
     assert (user["age"], user["gender"], user["occupation"], user["zip_code"]) == (24, "M", "technician", "85711")

@@ -12,11 +12,9 @@ import pytest
 from recplatform import db
 from recplatform.config import Settings
 from recplatform.datasets import generate_synthetic, load_movielens
-from recplatform.ingest import (ValidationError, _after_commit_step, add_interactions, ingest,
-                                ingest_dataset, item_content_hash, upsert_items, upsert_users,
-                                user_content_hash)
-
-OFF = {"online": False, "enqueue": False}
+from recplatform.content import item_content_hash, user_content_hash
+from recplatform.ingest import ValidationError, add_interactions, ingest, ingest_dataset, upsert_items, upsert_users
+from recplatform.publish import after_commit_step
 # Validation runs before any connection is opened, so these need no database at all.
 NOWHERE = Settings(database_url="postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
 
@@ -56,7 +54,7 @@ INTERACTIONS = [
 def test_movielens_100k_loads_exactly_and_reloads_as_a_no_op(ml100k_path, db_settings):
     data = load_movielens(ml100k_path)
     started = time.perf_counter()
-    result = ingest_dataset(data, settings=db_settings, **OFF)
+    result = ingest_dataset(data, settings=db_settings)
     print(f"\nML-100K ingest: {time.perf_counter() - started:.2f}s (validate {result.timings['validate']:.2f}s, "
           f"database write {result.timings['write']:.2f}s)")
     assert _counts(db_settings) == (943, 1682, 100_000)
@@ -81,7 +79,7 @@ def test_movielens_100k_loads_exactly_and_reloads_as_a_no_op(ml100k_path, db_set
     assert rating == (3.0, datetime.fromtimestamp(881250949, tz=timezone.utc))
 
     users_before, items_before = _hashes(db_settings, "users"), _hashes(db_settings, "items")
-    again = ingest_dataset(load_movielens(ml100k_path), settings=db_settings, **OFF)
+    again = ingest_dataset(load_movielens(ml100k_path), settings=db_settings)
     assert (again.users_inserted, again.users_updated, again.items_inserted, again.items_updated) == (0, 0, 0, 0)
     assert again.interactions_added == 0 and again.interactions_updated == 0
     assert again.changed_user_ids == [] and again.changed_item_ids == [] and again.touched_user_ids == []
@@ -104,7 +102,7 @@ def test_file_with_one_bad_row_loads_nothing_and_names_file_row_and_field(tmp_pa
     _write_ml100k(root, "1|24|M|technician|85711\n2|53|F|other|94043\n3|230|M|writer|32067\n")
     data = load_movielens(root)
     with pytest.raises(ValidationError) as caught:
-        ingest_dataset(data, settings=db_settings, **OFF)
+        ingest_dataset(data, settings=db_settings)
     err = caught.value
     assert err.source == str(root / "u.user") and err.row == 3 and err.field == "age" and err.value == 230
     assert "u.user" in str(err) and "line 3" in str(err) and "'age'" in str(err) and "between 0 and 120" in str(err)
@@ -112,7 +110,7 @@ def test_file_with_one_bad_row_loads_nothing_and_names_file_row_and_field(tmp_pa
 
     good = tmp_path / "good"
     _write_ml100k(good, "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n")
-    result = ingest_dataset(load_movielens(good), settings=db_settings, **OFF)
+    result = ingest_dataset(load_movielens(good), settings=db_settings)
     assert (result.users_inserted, result.items_inserted, result.interactions_added) == (3, 2, 3)
     assert _counts(db_settings) == (3, 2, 3)
 
@@ -120,7 +118,7 @@ def test_file_with_one_bad_row_loads_nothing_and_names_file_row_and_field(tmp_pa
 def test_bad_interaction_writes_no_users_items_or_interactions(db_settings):
     bad = INTERACTIONS + [{"user_id": "b", "item_id": "no-such-item", "rating": 3, "occurred_at": T0}]
     with pytest.raises(ValidationError) as caught:
-        ingest(USERS, ITEMS, bad, source="api", settings=db_settings, **OFF)
+        ingest(USERS, ITEMS, bad, source="api", settings=db_settings)
     err = caught.value
     assert (err.source, err.row, err.field, err.value) == ("api", 4, "item_id", "no-such-item")
     assert "unknown item" in str(err) and "row 4" in str(err)
@@ -128,17 +126,17 @@ def test_bad_interaction_writes_no_users_items_or_interactions(db_settings):
 
 
 def test_interactions_may_reference_rows_already_in_the_database(db_settings):
-    upsert_users(USERS, settings=db_settings, **OFF)
-    upsert_items(ITEMS, settings=db_settings, **OFF)
-    result = add_interactions(INTERACTIONS, settings=db_settings, **OFF)
+    upsert_users(USERS, settings=db_settings)
+    upsert_items(ITEMS, settings=db_settings)
+    result = add_interactions(INTERACTIONS, settings=db_settings)
     assert result.interactions_added == 3
     assert result.touched_user_ids == ["a", "b"] and result.touched_item_ids == ["x", "y"]
     assert result.changed_user_ids == [] and result.users_inserted == 0
 
-    again = add_interactions(INTERACTIONS, settings=db_settings, **OFF)
+    again = add_interactions(INTERACTIONS, settings=db_settings)
     assert (again.interactions_added, again.interactions_updated) == (0, 0)
     changed = [dict(INTERACTIONS[0], rating=1)] + INTERACTIONS[1:]
-    third = add_interactions(changed, settings=db_settings, **OFF)
+    third = add_interactions(changed, settings=db_settings)
     assert (third.interactions_added, third.interactions_updated, third.touched_user_ids) == (0, 1, ["a"])
     with db.connect(db_settings, vector=False) as conn:
         assert conn.execute("SELECT rating FROM rec.interactions WHERE user_id = 'a' AND item_id = 'x'"
@@ -148,18 +146,18 @@ def test_interactions_may_reference_rows_already_in_the_database(db_settings):
 
 # ----- content hashes -----------------------------------------------------------------------------
 def test_reingest_changes_no_hash_and_one_title_changes_one_hash(db_settings):
-    first = ingest(USERS, ITEMS, INTERACTIONS, settings=db_settings, **OFF)
+    first = ingest(USERS, ITEMS, INTERACTIONS, settings=db_settings)
     assert (first.users_inserted, first.items_inserted, first.interactions_added) == (2, 3, 3)
     users0, items0 = _hashes(db_settings, "users"), _hashes(db_settings, "items")
     assert items0["x"][0] == item_content_hash(ITEMS[0]) and users0["a"][0] == user_content_hash(USERS[0])
 
-    same = ingest(pd.DataFrame(USERS), pd.DataFrame(ITEMS), pd.DataFrame(INTERACTIONS), settings=db_settings, **OFF)
+    same = ingest(pd.DataFrame(USERS), pd.DataFrame(ITEMS), pd.DataFrame(INTERACTIONS), settings=db_settings)
     assert (same.users_updated, same.items_updated, same.interactions_added) == (0, 0, 0)
     assert same.changed_user_ids == [] and same.changed_item_ids == []
     assert _hashes(db_settings, "users") == users0 and _hashes(db_settings, "items") == items0
 
     renamed = [dict(ITEMS[0], title="Heat (Director's Cut) (1995)")] + ITEMS[1:]
-    result = upsert_items(renamed, settings=db_settings, **OFF)
+    result = upsert_items(renamed, settings=db_settings)
     assert (result.items_inserted, result.items_updated, result.changed_item_ids) == (0, 1, ["x"])
     items1 = _hashes(db_settings, "items")
     assert items1["x"][0] != items0["x"][0] and items1["x"][1] > items0["x"][1]
@@ -167,12 +165,12 @@ def test_reingest_changes_no_hash_and_one_title_changes_one_hash(db_settings):
 
     # extra is not text-relevant: the row is updated, its hash is not, and it is not reported as changed.
     extra_only = [dict(ITEMS[1], extra={"k": 2})]
-    result = upsert_items(extra_only, settings=db_settings, **OFF)
+    result = upsert_items(extra_only, settings=db_settings)
     assert (result.items_updated, result.changed_item_ids) == (1, [])
     assert _hashes(db_settings, "items")["y"][0] == items0["y"][0]
 
     older = [dict(USERS[1], age=42)]
-    result = upsert_users(older, settings=db_settings, **OFF)
+    result = upsert_users(older, settings=db_settings)
     assert (result.users_updated, result.changed_user_ids) == (1, ["b"])
     assert _hashes(db_settings, "users")["a"] == users0["a"]
 
@@ -182,7 +180,7 @@ def test_hostile_ids_are_stored_as_plain_ids(db_settings):
     users = [{"user_id": i, "age": 20, "gender": "X"} for i in ids]
     items = [{"item_id": i, "title": f"Title {n} '; SELECT 1; --"} for n, i in enumerate(ids)]
     inter = [{"user_id": i, "item_id": j, "rating": 3, "occurred_at": T0} for i in ids for j in ids[:2]]
-    result = ingest(users, items, inter, settings=db_settings, **OFF)
+    result = ingest(users, items, inter, settings=db_settings)
     assert result.users_inserted == len(ids) and result.interactions_added == 2 * len(ids)
     with db.connect(db_settings, vector=False) as conn:
         stored = sorted(r[0] for r in conn.execute("SELECT user_id FROM rec.users"))
@@ -194,7 +192,7 @@ def test_hostile_ids_are_stored_as_plain_ids(db_settings):
 
 def test_synthetic_dataset_ingests(db_settings):
     data = generate_synthetic(200, 80, seed=3)
-    result = ingest_dataset(data, settings=db_settings, **OFF)
+    result = ingest_dataset(data, settings=db_settings)
     assert _counts(db_settings) == (200, 80, len(data.interactions))
     assert result.interactions_added == len(data.interactions)
 
@@ -231,7 +229,7 @@ def test_synthetic_dataset_ingests(db_settings):
 ])
 def test_validation_names_row_field_and_value(table, rows, row, field, reason):
     with pytest.raises(ValidationError) as caught:
-        ingest(**{table: rows}, source="feed.jsonl", settings=NOWHERE, **OFF)
+        ingest(**{table: rows}, source="feed.jsonl", settings=NOWHERE)
     err = caught.value
     assert (err.source, err.row, err.field) == ("feed.jsonl", row, field)
     assert reason in str(err) and "feed.jsonl" in str(err) and repr(field) in str(err)
@@ -240,18 +238,18 @@ def test_validation_names_row_field_and_value(table, rows, row, field, reason):
 def test_the_first_bad_row_is_reported_whatever_its_column():
     rows = [{"user_id": "u1", "age": 20}, {"user_id": "u2", "age": 20, "gender": "?"}, {"user_id": "", "age": 500}]
     with pytest.raises(ValidationError) as caught:
-        upsert_users(pd.DataFrame(rows), source="frame", settings=NOWHERE, **OFF)
+        upsert_users(pd.DataFrame(rows), source="frame", settings=NOWHERE)
     assert (caught.value.row, caught.value.field, caught.value.value) == (2, "gender", "?")
 
 
 def test_normalisation_of_accepted_values():
-    from recplatform.ingest import _SPECS, _validate
+    from recplatform.ingest.validate import SPECS, validate
 
     now = datetime(2025, 5, 5, tzinfo=timezone.utc)
-    table = _validate([{"user_id": 7, "item_id": "i", "occurred_at": 0},
+    table = validate([{"user_id": 7, "item_id": "i", "occurred_at": 0},
                        {"user_id": "u", "item_id": "i", "rating": 4, "occurred_at": "2024-01-01 00:00:00"},
                        {"user_id": "u", "item_id": "j", "weight": None}],
-                      _SPECS["interactions"], "<input>", now)
+                      SPECS["interactions"], "<input>", now)
     cols = table.columns
     assert cols["user_id"] == ["7", "u", "u"]
     assert cols["occurred_at"] == [datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 1, tzinfo=timezone.utc), now]
@@ -266,20 +264,20 @@ def test_normalisation_of_accepted_values():
 def test_after_commit_steps_never_raise(caplog):
     import json
 
-    caplog.set_level(logging.DEBUG, logger="recplatform.ingest")
-    assert _after_commit_step(json.loads, "{not json") is False
+    caplog.set_level(logging.DEBUG, logger="recplatform.publish")
+    assert after_commit_step(json.loads, "{not json") is False
     assert any(r.levelno == logging.WARNING and "loads failed after the data was committed" in r.message
                for r in caplog.records)
-    assert _after_commit_step(json.loads, "{}") is True
+    assert after_commit_step(json.loads, "{}") is True
 
 
 def test_a_failure_in_the_last_statement_rolls_back_users_and_items_too(db_settings, monkeypatch):
     """Users and items are already upserted when the interactions statement fails: one transaction undoes all."""
     import psycopg
 
-    from recplatform import ingest as ingest_module
+    from recplatform.ingest import write as ingest_module
 
     monkeypatch.setattr(ingest_module, "_UPSERT_INTERACTIONS", "SELECT 1 / 0, 0, '{}'::text[], '{}'::text[]")
     with pytest.raises(psycopg.errors.DivisionByZero):
-        ingest(USERS, ITEMS, INTERACTIONS, settings=db_settings, **OFF)
+        ingest(USERS, ITEMS, INTERACTIONS, settings=db_settings)
     assert _counts(db_settings) == (0, 0, 0)

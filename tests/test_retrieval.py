@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from recplatform import db
-from recplatform.retrieval import collaborative, coldstart
+from recplatform.retrieval import coldstart, taste, training
 
 from _retrieval_data import load_dataset, planted_database
 
@@ -64,7 +64,7 @@ def test_fold_in_matches_training_user_step(planted):
     query = ("SELECT t.embedding FROM rec.user_embeddings t JOIN rec.embedding_models m ON m.space_id = t.space_id "
              "AND m.is_active AND m.kind = 'collaborative' WHERE t.user_id = %s AND t.kind = 'taste'")
     before = np.asarray(rows(settings, query, (user,))[0][0].to_numpy())
-    assert collaborative.refresh_user_taste([user], settings) == 1
+    assert taste.refresh_user_taste([user], settings) == 1
     after = np.asarray(rows(settings, query, (user,))[0][0].to_numpy())
     assert np.dot(before, after) > 0.98
 
@@ -137,7 +137,7 @@ def test_exclusion_holds_when_user_has_seen_90_percent_of_a_genre(planted):
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO rec.interactions (user_id, item_id, rating) VALUES (%s, %s, 4)",
                             [(user, i) for i in to_see])
-    collaborative.refresh_user_taste([user], settings)
+    taste.refresh_user_taste([user], settings)
     seen = {i for i, in rows(settings, "SELECT item_id FROM rec.interactions WHERE user_id = %s", (user,))}
     assert len(seen & set(in_genre)) >= 0.9 * len(in_genre) - 1
     qualifying = set(in_genre) - seen
@@ -204,7 +204,7 @@ def test_new_interactions_make_a_cold_user_warm(planted):
     with db.transaction(settings) as conn:
         conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating) VALUES (%s, 'i1', 5), (%s, 'i2', 4)",
                      (user, user))
-    assert collaborative.refresh_user_taste([user], settings) == 1
+    assert taste.refresh_user_taste([user], settings) == 1
     got = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 5)", (user,))
     assert {s for _, s in got} == {"taste"} and not {"i1", "i2"} & {i for i, _ in got}
 
@@ -331,25 +331,25 @@ def test_training_runs_when_due_and_once_at_a_time(db_settings):
 
     from recplatform.datasets.synthetic import generate_synthetic
     from recplatform.ingest import add_interactions
-    from recplatform.retrieval.collaborative import _TRAIN_LOCK
+    from recplatform.retrieval.training import TRAIN_LOCK
 
     settings = db_settings.model_copy(update={"retrain_after_interactions": 5})
     load_dataset(settings, generate_synthetic(40, 30, seed=5))
-    first = collaborative.train_if_due(settings)
-    assert first is not None and collaborative.new_interactions(settings) == 0
-    assert collaborative.train_if_due(settings) is None  # nothing new
+    first = training.train_if_due(settings)
+    assert first is not None and training.new_interactions(settings) == 0
+    assert training.train_if_due(settings) is None  # nothing new
 
     when = datetime(2030, 1, 1, tzinfo=timezone.utc)
     add_interactions([{"user_id": "u1", "item_id": f"i{n}", "rating": 5, "occurred_at": when} for n in range(1, 5)],
-                     settings=settings, online=False, enqueue=False)
-    assert collaborative.new_interactions(settings) == 4
-    assert collaborative.train_if_due(settings) is None  # below the threshold
+                     settings=settings)
+    assert training.new_interactions(settings) == 4
+    assert training.train_if_due(settings) is None  # below the threshold
 
     add_interactions([{"user_id": "u2", "item_id": "i1", "rating": 4, "occurred_at": when}],
-                     settings=settings, online=False, enqueue=False)
+                     settings=settings)
     with db.connect(settings, autocommit=True, vector=False) as other:  # a training running elsewhere
-        other.execute("SELECT pg_advisory_lock(%s)", (_TRAIN_LOCK,))
-        assert collaborative.train_if_due(settings) is None
-    second = collaborative.train_if_due(settings)
+        other.execute("SELECT pg_advisory_lock(%s)", (TRAIN_LOCK,))
+        assert training.train_if_due(settings) is None
+    second = training.train_if_due(settings)
     assert second is not None and second.space_id != first.space_id
-    assert collaborative.new_interactions(settings) == 0
+    assert training.new_interactions(settings) == 0

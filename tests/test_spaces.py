@@ -32,7 +32,7 @@ def _users(n: int) -> list[dict]:
 @pytest.fixture
 def loaded(db_settings):
     """A database with 30 items and 5 users (no Feast repo applied: features come from the tables)."""
-    ingest(users=_users(5), items=_items(30), settings=db_settings, online=False, enqueue=False)
+    ingest(users=_users(5), items=_items(30), settings=db_settings)
     return db_settings
 
 
@@ -100,7 +100,7 @@ def test_batch_embeds_once_per_content_version(loaded):
 
     changed = _items(30)
     changed[7]["title"] = "A completely different title"
-    result = ingest(items=changed, settings=loaded, online=False, enqueue=False)
+    result = ingest(items=changed, settings=loaded)
     assert result.changed_item_ids == ["i7"]
     third = pipeline.embed_batch(pipeline.ITEM, ids, space, loaded)
     assert (third.encoded, third.written, third.skipped) == (1, 1, 29)

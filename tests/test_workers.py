@@ -26,7 +26,7 @@ import pytest
 from recplatform import db, services
 from recplatform.config import PROJECT_ROOT, Settings, feast_env, get_settings
 from recplatform.embedding import spaces
-from recplatform.ingest import ingest
+from recplatform.publish import ingest_and_publish as ingest
 
 _db_numbers = itertools.count(1)
 _names = itertools.count(1)

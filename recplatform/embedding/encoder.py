@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from recplatform.config import get_settings
-from recplatform.embedding.hashing import hashing_encode, parse_hashing_ref
+from recplatform.embedding.hashing_encoder import hashing_encode, parse_hashing_ref
 from recplatform.embedding.loader import LoadedModel, load_model, pick_device, pick_precision
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Encoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if not progress:
             return self._encode(items, self.batch_tokens, None)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # deferred: rich progress bar, only with progress=True
 
         columns = (
             TextColumn("[bold]embedding[/] {task.description}"),
@@ -101,7 +101,7 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
 
 
 def _pool(hidden, mask, pooling: str):
-    import torch
+    import torch  # deferred: torch
 
     if pooling == "cls":
         return hidden[:, 0]
@@ -117,7 +117,7 @@ def _pool(hidden, mask, pooling: str):
 def _transformer_encode(
     loaded: LoadedModel, precision: str, texts: list[str], batch_tokens: int, advance: Advance | None
 ) -> np.ndarray:
-    import torch
+    import torch  # deferred: torch
 
     spec = loaded.spec
     tokenizer = loaded.tokenizer

@@ -81,7 +81,7 @@ def resolve_model_dir(model_ref: str) -> Path:
             return path.resolve()
     if "/" in model_ref:  # a hub id already present in the local cache
         go_offline()
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # deferred: huggingface_hub, after going offline
 
         try:
             return Path(snapshot_download(model_ref, local_files_only=True)).resolve()
@@ -149,7 +149,7 @@ def available_cpus() -> int:
 
 def pick_device(device: str | None) -> str:
     """``device`` as given, else CUDA when torch sees a GPU, else CPU."""
-    import torch
+    import torch  # deferred: torch
 
     if device:
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -172,7 +172,7 @@ def pick_precision(precision: str, device: str) -> str:
         raise ValueError(f"embed_precision {precision!r}: expected one of {', '.join(sorted(_PRECISIONS))}")
     if value != "auto":
         return value
-    import torch
+    import torch  # deferred: torch
 
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -190,9 +190,9 @@ def load_model(model_ref: str, device: str, num_threads: int | None = None) -> L
     path = resolve_model_dir(model_ref)
     spec = read_spec(path)
 
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    import torch  # deferred: torch
+    from transformers import AutoModel, AutoTokenizer  # deferred: transformers
+    from transformers.utils import logging as hf_logging  # deferred: transformers
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars in every worker log say nothing useful
 

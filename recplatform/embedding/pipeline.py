@@ -27,10 +27,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from recplatform import db
+from recplatform import db, features
 from recplatform.config import Settings, get_settings
-from recplatform.embedding.spaces import (CONTENT, MISSING_ITEMS_SQL, MISSING_USERS_SQL, Space, get_space,
-                                          serving_and_building)
+from recplatform.content import content_hash
+from recplatform.embedding.encoder import load_encoder
+from recplatform.embedding.spaces import (
+    CONTENT,
+    Space,
+    ensure_content_space,
+    get_space,
+    missing_ids,
+    serving_and_building,
+)
+from recplatform.text.templates import TEMPLATE_VERSION, item_card, user_prompt
 
 log = logging.getLogger(__name__)
 
@@ -104,23 +113,12 @@ _UPSERT_SQL = {
 def _feast_rows(kind: str, ids: list[str], settings: Settings) -> list[dict]:
     """Feast online features for ids; [] (logged) when Feast is not available."""
     try:
-        from recplatform import features
-    except ImportError:
-        log.warning("recplatform.features is not importable; reading %s features from the rec tables", kind)
-        return []
-    try:
         fetch = features.online_item_features if kind == ITEM else features.online_user_features
         return fetch(ids, settings)
     except Exception as exc:  # noqa: BLE001 - the tables are the truth; Feast being down must not stop embedding
         log.warning("Feast online %s features failed (%s: %s); reading %d %ss from the rec tables",
                     kind, type(exc).__name__, exc, len(ids), kind)
         return []
-
-
-def _hash(kind: str, row: dict) -> str:
-    from recplatform.ingest import item_content_hash, user_content_hash
-
-    return item_content_hash(row) if kind == ITEM else user_content_hash(row)
 
 
 def load_features(kind: str, ids: list[str], hashes: dict[str, str], settings: Settings) -> tuple[dict[str, dict], int]:
@@ -132,7 +130,7 @@ def load_features(kind: str, ids: list[str], hashes: dict[str, str], settings: S
         entity = str(row.get(key))
         if entity not in hashes:
             continue
-        if _hash(kind, row) == hashes[entity]:
+        if content_hash(kind, row) == hashes[entity]:
             rows[entity] = row
         elif any(row.get(k) is not None for k in row if k != key):
             stale.append(entity)
@@ -151,8 +149,6 @@ def load_features(kind: str, ids: list[str], hashes: dict[str, str], settings: S
 
 def render(kind: str, rows: Sequence[dict]) -> list[str]:
     """The texts the encoder sees: item cards or demographic prompts (versioned templates)."""
-    from recplatform.text.templates import item_card, user_prompt
-
     make = item_card if kind == ITEM else user_prompt
     return [make(row) for row in rows]
 
@@ -160,8 +156,6 @@ def render(kind: str, rows: Sequence[dict]) -> list[str]:
 # ----- encoder -------------------------------------------------------------------------------------------
 def encoder_for(space: Space):
     """The process's encoder for a space's model (loaded once per process and model)."""
-    from recplatform.embedding.encoder import load_encoder
-
     encoder = load_encoder(space.model_ref)
     if encoder.dimension != space.dimension:
         raise ValueError(f"space {space.name}: model {space.model_ref} gives dimension {encoder.dimension}, "
@@ -170,8 +164,6 @@ def encoder_for(space: Space):
 
 
 def template_matches(space: Space) -> bool:
-    from recplatform.text.templates import TEMPLATE_VERSION
-
     return space.template_version == TEMPLATE_VERSION
 
 
@@ -244,9 +236,6 @@ _registered: set[tuple[str, str]] = set()
 
 def ensure_configured_space(settings: Settings) -> Space:
     """The content space of this process's configured model (registered on first use; once per process)."""
-    from recplatform.embedding.encoder import load_encoder
-    from recplatform.embedding.spaces import ensure_content_space
-
     space = ensure_content_space(settings, load_encoder(settings.model))
     _registered.add((settings.postgres_url, settings.model))
     return space
@@ -267,13 +256,6 @@ def embed_ids(kind: str, ids: Iterable[str], settings: Settings | None = None,
 
 
 # ----- backfill ------------------------------------------------------------------------------------------
-def missing(settings: Settings | None, space_id: int) -> dict[str, list[str]]:
-    """Ids whose current content hash has no vector in the space: {'item': [...], 'user': [...]}."""
-    with db.connect(settings or get_settings(), vector=False) as conn:
-        return {ITEM: [r[0] for r in conn.execute(MISSING_ITEMS_SQL, {"space_id": space_id})],
-                USER: [r[0] for r in conn.execute(MISSING_USERS_SQL, {"space_id": space_id})]}
-
-
 def batches(ids: Sequence[str], size: int = DEFAULT_BATCH) -> Iterable[list[str]]:
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])
@@ -285,7 +267,7 @@ def embed_missing_local(settings: Settings | None, space: Space, *, batch_size: 
     settings = settings or get_settings()
     encoder = encoder_for(space)
     done: list[BatchStats] = []
-    for kind, ids in missing(settings, space.space_id).items():
+    for kind, ids in missing_ids(settings, space.space_id).items():
         for chunk in batches(ids, batch_size):
             stats = embed_batch(kind, chunk, space, settings, encoder=encoder)
             done.append(stats)

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
+from recplatform.text.templates import TEMPLATE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def ensure_content_space(settings: Settings | None, encoder: _EncoderLike) -> Sp
     The first content space becomes active at once (there is nothing to keep serving); any later one
     stays *building* until it is full and :func:`activate` switches to it.
     """
-    from recplatform.text.templates import TEMPLATE_VERSION
-
     settings = settings or get_settings()
     name = content_space_name(encoder.model_ref, TEMPLATE_VERSION, encoder.dimension)
     space = register_space(settings, name, CONTENT, encoder.model_ref, encoder.dimension, TEMPLATE_VERSION)
@@ -237,12 +236,11 @@ ORDER BY u.user_id
 """
 
 
-def missing_ids(settings: Settings | None, space_id: int) -> tuple[list[str], list[str]]:
-    """(item ids, user ids) whose current content hash has no vector in the space."""
+def missing_ids(settings: Settings | None, space_id: int) -> dict[str, list[str]]:
+    """Ids whose current content hash has no vector in the space: ``{"item": [...], "user": [...]}``."""
     with db.connect(settings or get_settings(), vector=False) as conn:
-        items = [r[0] for r in conn.execute(MISSING_ITEMS_SQL, {"space_id": space_id})]
-        users = [r[0] for r in conn.execute(MISSING_USERS_SQL, {"space_id": space_id})]
-    return items, users
+        return {"item": [r[0] for r in conn.execute(MISSING_ITEMS_SQL, {"space_id": space_id})],
+                "user": [r[0] for r in conn.execute(MISSING_USERS_SQL, {"space_id": space_id})]}
 
 
 def completeness(settings: Settings | None, space_id: int) -> Completeness:

@@ -91,10 +91,10 @@ def markdown(result: EvalResult) -> str:
 
 def plot(result: EvalResult, out: Path) -> list[Path]:
     """NDCG@k by strategy and NDCG@10 against coverage@10, one PNG each per protocol."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib
 
     written: list[Path] = []
     ks = list(result.config.ks)

@@ -18,16 +18,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from recplatform.config import PROJECT_ROOT, Settings
-from recplatform.evaluation import baselines, metrics
+from recplatform.embedding.encoder import load_encoder
+from recplatform.evaluation import baselines, metrics, serving
 from recplatform.evaluation.protocols import PROTOCOLS, Split, splits
+from recplatform.text.templates import item_card
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +141,6 @@ def git_commit() -> str:
 
 def item_content_vectors(items: pd.DataFrame, model: str | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """Items' content embeddings (encoder over item cards) for diversity; (None, reason) when unavailable."""
-    try:
-        from recplatform.embedding.encoder import load_encoder
-        from recplatform.text.templates import item_card
-    except ImportError as exc:
-        return None, f"diversity not computed: encoder/templates unavailable ({exc})"
     encoder = load_encoder(model)
     vectors = encoder.encode([item_card(r) for r in items.to_dict("records")])
     return dict(zip(items["item_id"].astype(str), np.asarray(vectors))), None
@@ -187,8 +183,6 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
 
     platform_available = False
     if config.platform:
-        from recplatform.evaluation import serving
-
         platform_available, why = serving.available(settings)
         if not platform_available:
             notes.append(f"platform strategies not run: {why}")
@@ -232,8 +226,6 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
             if progress:
                 progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: baselines", done)
             if platform_available:
-                from recplatform.evaluation import serving
-
                 served = serving.serve_split(dataset, split, config, settings, depth=min(depth, serving.MAX_K))
                 for strat in served.strategies:
                     recs.setdefault(strat.name, {}).update(strat.recommendations)

@@ -9,7 +9,7 @@ Per split:
 3. the content space for the encoder, filled in-process by the embedding pipeline's own batch
    (:func:`recplatform.embedding.pipeline.embed_batch`, the code the Celery tasks run; ``embed --local`` style)
    with an encoder wrapper that memoises text → vector, so the same card is not encoded once per fold;
-4. :func:`recplatform.retrieval.collaborative.train_collaborative_space` (ALS, items without interactions
+4. :func:`recplatform.retrieval.training.train_collaborative_space` (ALS, items without interactions
    mapped from their content vectors, item priors, the demographic → taste map);
 5. ``SELECT item_id FROM rec.recommend(user, k, true, NULL, NULL, NULL, strategy, popularity_weight,
    content_weight)`` for every test user and platform variant; the database is dropped afterwards.
@@ -31,8 +31,13 @@ import numpy as np
 import psycopg
 from psycopg import sql as psql
 
+from recplatform import db, services
 from recplatform.config import Settings, get_settings
+from recplatform.embedding import pipeline, spaces
+from recplatform.embedding.encoder import load_encoder
 from recplatform.evaluation.protocols import Split
+from recplatform.ingest import ingest
+from recplatform.retrieval.training import train_collaborative_space
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +131,6 @@ def available(settings: Settings | None = None) -> tuple[bool, str]:
     if not settings.uses_embedded_postgres:
         return False, ("the evaluation creates scratch databases and needs the embedded server "
                        "(RECPLATFORM_DATABASE_URL is set); run `recplatform evaluate --no-platform` or unset it")
-    try:
-        import recplatform.embedding.encoder  # noqa: F401
-        import recplatform.embedding.pipeline  # noqa: F401
-        import recplatform.ingest  # noqa: F401
-        import recplatform.retrieval.collaborative  # noqa: F401
-    except ImportError as exc:
-        return False, f"platform modules missing ({exc})"
     return True, ""
 
 
@@ -162,20 +160,12 @@ _ENCODERS: dict[str | None, MemoEncoder] = {}
 
 def memo_encoder(model: str | None) -> MemoEncoder:
     if model not in _ENCODERS:
-        from recplatform.embedding.encoder import load_encoder
-
         _ENCODERS[model] = MemoEncoder(load_encoder(model))
     return _ENCODERS[model]
 
 
-def _admin_url(settings: Settings) -> str:
-    return settings.postgres_url.replace(f"/{settings.database_name}?", "/postgres?")
-
-
 def create_database(base: Settings, label: str) -> Settings:
     """A new migrated database on the base settings' server (embedded Postgres only)."""
-    from recplatform import db, services
-
     if not base.uses_embedded_postgres:
         raise RuntimeError("database_url: platform evaluation creates scratch databases and needs the embedded "
                            "server (unset RECPLATFORM_DATABASE_URL, or run with --no-platform)")
@@ -187,24 +177,21 @@ def create_database(base: Settings, label: str) -> Settings:
 
 
 def drop_database(settings: Settings) -> None:
-    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
+    with psycopg.connect(settings.maintenance_url, autocommit=True) as conn:
         conn.execute(psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(settings.database_name)))
 
 
 def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) -> dict[str, float]:
     """Ingest the split's training view, embed everything in-process, train the collaborative space."""
-    from recplatform.embedding import pipeline, spaces
-    from recplatform.ingest import ingest
-    from recplatform.retrieval.collaborative import train_collaborative_space
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ingest(users=dataset.users, items=dataset.items, interactions=split.train, source=f"evaluation:{split.protocol}",
-           settings=settings, online=False, enqueue=False)
+           settings=settings)
     timings["ingest"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     space = spaces.ensure_content_space(settings, encoder)
-    item_ids, user_ids = spaces.missing_ids(settings, space.space_id)
+    todo = spaces.missing_ids(settings, space.space_id)
+    item_ids, user_ids = todo["item"], todo["user"]
     # A scratch database has no Feast online store: the batch reads the same features from the rec tables
     # (its documented fallback) and would warn once per batch; the run notes it once instead.
     pipeline_log = logging.getLogger(pipeline.__name__)
@@ -236,8 +223,6 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weigh
     ``neighbors`` sets the cold neighbourhood size inside a transaction that is rolled back afterwards, so the
     scratch database keeps its defaults.
     """
-    from recplatform import db
-
     out: dict[str, list[str]] = {}
     with db.connect(settings, autocommit=neighbors is None) as conn:
         if neighbors is not None:
@@ -252,8 +237,6 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weigh
 
 def serve_split(dataset, split: Split, config, base: Settings | None = None, *, depth: int | None = None) -> ServedSplit:
     """Every platform strategy's rankings (``depth`` items, default the largest cut-off) for one split."""
-    from recplatform import db
-
     base = base or get_settings()
     encoder = memo_encoder(config.model)
     settings = create_database(base, f"{split.protocol.replace('-', '')}{split.fold}")

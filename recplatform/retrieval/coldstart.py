@@ -27,11 +27,10 @@ from recplatform.config import Settings, get_settings
 from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
 from recplatform.retrieval import sql
-from recplatform.retrieval.collaborative import ridge, store_map
+from recplatform.retrieval.linear_map import choose_lambda, ridge, store_map
 
 log = logging.getLogger(__name__)
 
-LAMBDAS = (0.1, 1.0, 10.0, 100.0)
 MIN_USERS = 10
 
 
@@ -45,25 +44,6 @@ class MapFit:
     holdout_cosine: float | None
 
 
-def _mean_cosine(pred: np.ndarray, true: np.ndarray) -> float:
-    num = np.sum(pred * true, axis=1)
-    den = np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
-
-
-def choose_lambda(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The grid lambda with the best mean holdout cosine (20 % of rows held out)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    cut = max(1, len(x) // 5)
-    test, train = order[:cut], order[cut:]
-    best = (LAMBDAS[0], -np.inf)
-    for lam in LAMBDAS:
-        w, b = ridge(x[train], y[train], lam)
-        score = _mean_cosine(x[test] @ w + b, y[test])
-        if score > best[1]:
-            best = (lam, score)
-    return best
 
 
 def fit_demographic_map(settings: Settings | None = None, collaborative: Space | None = None) -> MapFit:

@@ -17,13 +17,18 @@ from datetime import timedelta
 from celery import Celery, signals
 from kombu import Queue
 
+from recplatform import features
 from recplatform.config import Settings, get_settings
+from recplatform.embedding import pipeline
+from recplatform.embedding.encoder import load_encoder
+from recplatform.embedding.loader import available_cpus
+from recplatform.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 EMBED_QUEUE, DEFAULT_QUEUE = "embed", "default"
 RECONCILE_EVERY = timedelta(minutes=5)
-TRAIN_CHECK_EVERY = timedelta(minutes=15)  # retrain when enough new interactions arrived (collaborative.train_if_due)
+TRAIN_CHECK_EVERY = timedelta(minutes=15)  # retrain when enough new interactions arrived (retrieval.training.train_if_due)
 # An embed batch (256 texts) takes seconds on a CPU; a minute would mean something is wrong.
 EMBED_SOFT_LIMIT, EMBED_HARD_LIMIT = 240, 300
 # Redis redelivers an un-acked message (a worker died mid-task) after this; it must exceed every time limit.
@@ -99,35 +104,25 @@ _pool_kind: dict = {"name": "prefork", "concurrency": 1}
 
 def warm_up() -> None:
     """Open this process's FeatureStore and load the encoders of the spaces it will write to."""
-    from recplatform.logs import setup_logging
-
     if _pool_kind.get("warm") == os.getpid():
         return
     _pool_kind["warm"] = os.getpid()
     settings = get_settings()
     setup_logging(settings.log_level)
     try:
-        from recplatform.embedding import pipeline
-
         spaces = pipeline.target_spaces(settings)
         for space in spaces:
             pipeline.encoder_for(space)
         if not spaces:  # no space yet: the configured model is the one the first space will use
-            from recplatform.embedding.encoder import load_encoder
-
             load_encoder(settings.model)
     except Exception as exc:  # noqa: BLE001 - a worker must start even if the database is not migrated yet
         log.warning("encoder warm-up skipped (%s: %s); it loads on the first task", type(exc).__name__, exc)
     try:
-        from recplatform import features
-
         features.get_store(settings)
     except Exception as exc:  # noqa: BLE001 - Feast down: tasks fall back to the rec tables
         log.warning("Feast FeatureStore not created (%s: %s); tasks will read the rec tables", type(exc).__name__, exc)
     if _pool_kind["name"] == "prefork" and _pool_kind["concurrency"] > 1 and "torch" in sys.modules:
-        from recplatform.workers.process import available_cores
-
-        threads = max(1, available_cores() // _pool_kind["concurrency"])
+        threads = max(1, available_cpus() // _pool_kind["concurrency"])
         sys.modules["torch"].set_num_threads(threads)  # the children share the cores instead of each taking all
     log.info("worker process %s ready", os.getpid())
 

@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from recplatform.config import Settings, get_settings
+from recplatform.embedding import pipeline, spaces
+from recplatform.embedding.encoder import load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,14 @@ class ReconcileResult:
 @lru_cache(maxsize=8)
 def _app_for(broker_url: str, state_dir: str):
     """A producer-side Celery app for this broker (tasks are sent by name; nothing is imported)."""
-    from recplatform.workers.app import celery_app, make_app
+    from recplatform.workers.app import (  # deferred: celery (producers send by name)
+        celery_app,
+        make_app,
+    )
 
     if celery_app.conf.broker_url == broker_url:
         return celery_app
-    return make_app(Settings(state_dir=state_dir, broker_url=broker_url), name=f"recplatform-producer")
+    return make_app(Settings(state_dir=state_dir, broker_url=broker_url), name="recplatform-producer")
 
 
 def app_for(settings: Settings):
@@ -126,16 +131,12 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
     template version starts a backfill). Unless ``force``, nothing is enqueued while the embed queue still
     holds messages (a previous reconcile's batches are still being worked through).
     """
-    from recplatform.embedding import pipeline, spaces
-
     settings = settings or get_settings()
     out = ReconcileResult()
     if space_name is not None:
         targets = [spaces.get_space(settings, space_name)]
     else:
         if register:
-            from recplatform.embedding.encoder import load_encoder
-
             spaces.ensure_content_space(settings, load_encoder(settings.model))
         targets = pipeline.target_spaces(settings)
     pending: list[Message] = []
@@ -143,7 +144,7 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
         if spaces.activate_if_complete(settings, space) and not space.is_active:
             out.activated.append(space.name)
             continue
-        todo = pipeline.missing(settings, space.space_id)
+        todo = spaces.missing_ids(settings, space.space_id)
         batches = embed_messages("item", todo["item"], space.space_id) + embed_messages("user", todo["user"],
                                                                                         space.space_id)
         out.spaces[space.name] = {"items": len(todo["item"]), "users": len(todo["user"]), "batches": len(batches)}

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import psutil
 
-from recplatform.config import Settings
+from recplatform.config import Settings, feast_env
+from recplatform.embedding.loader import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,11 @@ class WorkerPlan:
     beat: bool = False
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def detect_device(settings: Settings) -> str:
     if settings.device:
         return settings.device
     try:
-        import torch
+        import torch  # deferred: torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -64,7 +57,7 @@ def plan(settings: Settings, *, queues: str = "embed,default", concurrency: int 
     if pool not in ("solo", "threads", "prefork", "processes"):
         raise ValueError(f"pool: expected solo, threads or prefork, got {pool!r}")
     if concurrency is None:
-        concurrency = 1 if pool == "solo" else max(1, available_cores() // 4)
+        concurrency = 1 if pool == "solo" else max(1, available_cpus() // 4)
     if concurrency < 1:
         raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
     return WorkerPlan(pool=pool, concurrency=concurrency, queues=names, device=device, beat=beat)
@@ -101,8 +94,6 @@ def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
     if pid:
         log.info("worker already running (pid %s)", pid)
         return pid
-    from recplatform.config import feast_env
-
     p = plan(settings, beat=beat)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -110,7 +101,7 @@ def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
     env = {**os.environ, **settings.export_env(), **feast_env(settings),
            "RECPLATFORM_DATABASE_NAME": settings.database_name}
     argv = [sys.executable, "-m", "celery", "-A", APP,
-            *worker_argv(p, name=f"recplatform-local@%h", schedule=str(settings.state_dir / "celerybeat-schedule"))]
+            *worker_argv(p, name="recplatform-local@%h", schedule=str(settings.state_dir / "celerybeat-schedule"))]
     with open(logs / "worker.log", "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)

@@ -9,12 +9,18 @@ are retried with exponential backoff; the arguments are JSON lists of ids.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import psycopg
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from recplatform.config import get_settings
+from recplatform.embedding import pipeline
+from recplatform.retrieval.taste import refresh_user_taste as refresh
+from recplatform.retrieval.training import train_collaborative_space as train_space
+from recplatform.retrieval.training import train_if_due as train_when_due
 from recplatform.workers.app import celery_app
+from recplatform.workers.enqueue import reconcile_spaces
 
 log = logging.getLogger(__name__)
 
@@ -37,59 +43,44 @@ RETRYING = {
 @celery_app.task(name="recplatform.embed_items", **RETRYING)
 def embed_items(ids: list[str], space_id: int | None = None) -> list[dict]:
     """Embed item cards into the active content space (and one being backfilled), or into ``space_id``."""
-    from recplatform.embedding import pipeline
-
     return [s.as_dict() for s in pipeline.embed_ids(pipeline.ITEM, ids, get_settings(), space_id)]
 
 
 @celery_app.task(name="recplatform.embed_users", **RETRYING)
 def embed_users(ids: list[str], space_id: int | None = None) -> list[dict]:
     """Embed users' demographic prompts into the content space(s); taste vectors are ``refresh_user_taste``."""
-    from recplatform.embedding import pipeline
-
     return [s.as_dict() for s in pipeline.embed_ids(pipeline.USER, ids, get_settings(), space_id)]
 
 
 @celery_app.task(name="recplatform.refresh_user_taste", **RETRYING)
 def refresh_user_taste(ids: list[str]) -> None:
     """Fold users' new interactions into their taste vectors in the active collaborative space."""
-    from recplatform.retrieval.collaborative import refresh_user_taste as refresh
-
-    return _plain(refresh(list(ids), get_settings()))
+    return _summary(refresh(list(ids), get_settings()))
 
 
 @celery_app.task(name="recplatform.train_collaborative_space", soft_time_limit=3300, time_limit=3500, **RETRYING)
 def train_collaborative_space() -> dict | None:
     """Train (or retrain) the collaborative space from all interactions."""
-    from recplatform.retrieval.collaborative import train_collaborative_space as train
-
-    space = train(get_settings())
-    return _plain(space)
+    return _summary(train_space(get_settings()))
 
 
 @celery_app.task(name="recplatform.train_if_due", soft_time_limit=3300, time_limit=3500, **RETRYING)
 def train_if_due() -> dict | None:
     """Retrain the collaborative space when enough interactions arrived since the last training."""
-    from recplatform.retrieval.collaborative import train_if_due as train
-
-    return _plain(train(get_settings()))
+    return _summary(train_when_due(get_settings()))
 
 
 @celery_app.task(name="recplatform.reconcile", soft_time_limit=240, time_limit=300, **RETRYING)
 def reconcile(force: bool = False) -> dict:
     """Enqueue every entity whose current content hash has no vector in the active (or building) content
     space, and switch to a building space once it is full. Run by beat and by ``recplatform embed``."""
-    from recplatform.workers.enqueue import reconcile_spaces
-
     return reconcile_spaces(get_settings(), force=force).as_dict()
 
 
-def _plain(value):
+def _summary(value):
     """A JSON-serialisable summary of what a wrapped function returned (results are not stored anyway)."""
     if value is None or isinstance(value, (str, int, float, bool, list, dict)):
         return value
     if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
         return {k: v for k, v in asdict(value).items() if isinstance(v, (str, int, float, bool, type(None)))}
     return str(value)

@@ -9,13 +9,21 @@ idempotent, so the demo can be rerun on the same state directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from rich.console import Console
+import typer
 
+from recplatform import db, features, services
+from recplatform.cli.output import cli_settings, console, print_recs, print_table
+from recplatform.cli.workers import embed_local, wait_until_full
+from recplatform.client import RecClient
 from recplatform.config import Settings
+from recplatform.embedding import pipeline, spaces
+from recplatform.embedding.encoder import load_encoder
+from recplatform.retrieval import training
+from recplatform.workers.process import start_local_worker
 
 NEW_USER = {"user_id": "demo-newcomer", "age": 27, "gender": "F", "occupation": "engineer", "zip_code": "94110"}
 NEW_PERSON = {"age": 63, "gender": "M", "occupation": "retired", "zip_code": "33139"}
@@ -38,79 +46,70 @@ class Steps:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def step(self, console: Console, name: str) -> Iterator[None]:
+    def step(self, name: str) -> Iterator[None]:
         console.rule(f"[bold]{name}")
         started = time.perf_counter()
         yield
         self.seconds[name] = time.perf_counter() - started
 
 
-def run(settings: Settings, options: DemoOptions, console: Console,
-        table: Callable[[str, list[str], list[list[object]]], None]) -> Steps:
-    """Run every step; ``table(title, columns, rows)`` renders results (the CLI's table style)."""
-    from recplatform import db, features, services
-    from recplatform.client import RecClient
-    from recplatform.datasets import generate_synthetic
-    from recplatform.embedding import pipeline, spaces
-    from recplatform.embedding.encoder import load_encoder
-    from recplatform.ingest import ingest_dataset
-    from recplatform.retrieval import collaborative
-    from recplatform.retrieval.commands import print_recs
-    from recplatform.workers.commands import embed_local, wait_until_full
+def run(settings: Settings, options: DemoOptions) -> Steps:
+    """Run every step, printing what each one did; returns the seconds per step."""
+    from recplatform.datasets import generate_synthetic  # deferred: pandas
+    from recplatform.publish import ingest_and_publish  # deferred: pandas
 
     steps = Steps()
-    with steps.step(console, "1. services"):
+    with steps.step("1. services"):
         services.up(settings)
         if options.worker:
-            from recplatform.workers.process import start_local_worker
-
             start_local_worker(settings)
-        table("services", ["service", "state", "url"],
+        print_table("services", ["service", "state", "url"],
               [[s.name, "running" if s.running else "DOWN", s.url] for s in services.status(settings)])
 
-    with steps.step(console, "2. schema and feature repository"):
+    with steps.step("2. schema and feature repository"):
         db.migrate(settings)
         applied = features.apply(settings)
         console.print(f"schema rec at revision {db.current_revision(settings)}; feast apply: "
                       f"{len(applied.feature_views)} feature views, {len(applied.entities)} entities "
                       f"in {applied.seconds:.2f}s")
 
-    with steps.step(console, "3. load a synthetic dataset"):
+    with steps.step("3. load a synthetic dataset"):
         dataset = generate_synthetic(options.users, options.items, seed=options.seed)
-        result = ingest_dataset(dataset, settings=settings, online=True, enqueue=options.worker, progress=True)
+        result = ingest_and_publish(dataset=dataset, settings=settings, online=True, enqueue=options.worker,
+                                    progress=True)
         counts = dataset.counts()
-        table(f"loaded {dataset.name}", ["table", "rows", "inserted", "updated"], [
+        print_table(f"loaded {dataset.name}", ["table", "rows", "inserted", "updated"], [
             ["users", counts["users"], result.users_inserted, result.users_updated],
             ["items", counts["items"], result.items_inserted, result.items_updated],
             ["interactions", counts["interactions"], result.interactions_added, result.interactions_updated],
         ])
 
     warm_user = str(dataset.users["user_id"].iloc[0])
-    with steps.step(console, "4. features served by Feast"):
+    with steps.step("4. features served by Feast"):
         user = features.online_user_features([warm_user], settings)[0]
         item = features.online_item_features([str(dataset.items["item_id"].iloc[0])], settings)[0]
-        table("Feast online store", ["entity", "features"], [
+        print_table("Feast online store", ["entity", "features"], [
             [f"user {warm_user}", ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                             for k, v in user.items() if k != "user_id")],
             [f"item {item['item_id']}", ", ".join(f"{k}={v}" for k, v in item.items()
                                                   if k in ("title", "year", "genres", "n_interactions"))],
         ])
 
-    with steps.step(console, "5. embed users and items with the language model"):
+    with steps.step("5. embed users and items with the language model"):
         space = spaces.ensure_content_space(settings, load_encoder(settings.model))
         if options.worker:
-            wait_until_full(settings, space, console)
+            wait_until_full(settings, space)
         else:
-            embed_local(settings, space, 256, console)
+            embed_local(settings, space, 256)
         spaces.activate_if_complete(settings, spaces.get_space(settings, space.space_id))
         done = spaces.completeness(settings, space.space_id)
         console.print(f"content space {space.name}: {done.done}/{done.total} embedded")
 
-    with steps.step(console, "6. train the collaborative space and the cold-start map"):
-        trained = collaborative.train_collaborative_space(settings, progress=True)
+    with steps.step("6. train the collaborative space and the cold-start map"):
+        trained = training.train_collaborative_space(settings, progress=True)
         console.print(f"collaborative space {trained.name} ({trained.dimension} dimensions) is active")
 
-    with steps.step(console, "7. a user arrives (demographics only) and is embedded"):
+    with steps.step("7. a user arrives (demographics only) and is embedded"):
         with RecClient(settings) as client:
             client.add_users([NEW_USER], source="demo", enqueue=options.worker)
         if options.worker:
@@ -119,7 +118,7 @@ def run(settings: Settings, options: DemoOptions, console: Console,
             pipeline.embed_ids("user", [NEW_USER["user_id"]], settings)
         console.print(f"stored {NEW_USER} and its demographic-prompt embedding")
 
-    with steps.step(console, "8. recommendations"), RecClient(settings) as client:
+    with steps.step("8. recommendations"), RecClient(settings) as client:
         warm = client.recommend(warm_user, options.k)
         print_recs(f"warm user {warm_user} (history: {user.get('n_interactions')} interactions)", warm)
         print_recs(f"cold user {NEW_USER['user_id']}: stored a moment ago, no history",
@@ -130,15 +129,13 @@ def run(settings: Settings, options: DemoOptions, console: Console,
                        client.similar_items(warm[0].item_id, options.k))
         with db.connect(settings, vector=False) as conn:
             rows = conn.execute(ANALYST_SQL, (NEW_USER["user_id"],)).fetchall()
-        table(f"the same from plain SQL: {ANALYST_SQL % repr(NEW_USER['user_id'])}",
+        print_table(f"the same from plain SQL: {ANALYST_SQL % repr(NEW_USER['user_id'])}",
               ["rank", "item_id", "title", "score", "source"], [list(r) for r in rows])
     return steps
 
 
 def _wait_for_user_vector(settings: Settings, user_id: str, timeout: float = 120.0) -> None:
     """Poll until the worker has stored the user's demographic embedding (ingestion enqueued it)."""
-    from recplatform import db
-
     deadline = time.monotonic() + timeout
     with db.connect(settings, autocommit=True, vector=False) as conn:
         while time.monotonic() < deadline:
@@ -147,3 +144,30 @@ def _wait_for_user_vector(settings: Settings, user_id: str, timeout: float = 120
                 return
             time.sleep(0.2)
     raise TimeoutError(f"no worker embedded user {user_id!r} within {timeout:.0f}s (is `recplatform worker` running?)")
+
+
+def demo(
+    users: int = typer.Option(1000, "--users", min=10, help="Synthetic users."),
+    items: int = typer.Option(500, "--items", min=10, help="Synthetic items."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the synthetic data."),
+    worker: bool = typer.Option(False, "--worker", help="Embed through a background Celery worker over the "
+                                                        "embedded Redis instead of in this process."),
+) -> None:
+    """The whole platform once: services, schema, Feast, data, embeddings, training, recommendations.
+
+    Recommends for a warm user, for a user stored a moment ago with demographics only, and for a person who is
+    not stored at all. Idempotent: rerun it on the same state directory. `recplatform down` stops the services.
+    """
+    settings = cli_settings()
+    started = time.perf_counter()
+    options = DemoOptions(users=users, items=items, seed=seed, worker=worker)
+    steps = run(settings, options)
+    print_table("demo steps", ["step", "seconds"],
+                [[name, f"{seconds:.2f}"] for name, seconds in steps.seconds.items()]
+                + [["total", f"{time.perf_counter() - started:.2f}"]])
+    console.print("[green]done[/green]: the services keep running (`recplatform status`, `recplatform down`)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the app."""
+    app.command()(demo)

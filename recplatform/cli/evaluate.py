@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from recplatform import services
+from recplatform.cli.output import cli_settings, console, print_table
 
 
 def load_dataset(spec: str, seed: int):
     """``movielens:PATH`` or ``synthetic`` (optionally ``synthetic:USERSxITEMS``) → a recplatform Dataset."""
-    from recplatform.datasets import generate_synthetic, load_movielens
+    from recplatform.datasets import (  # deferred: pandas
+        generate_synthetic,
+        load_movielens,
+    )
 
     if spec.startswith("movielens:"):
         path = spec.split(":", 1)[1]
@@ -43,14 +50,14 @@ def evaluate_command(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
     """Evaluate baselines and platform strategies offline (cold-user, warm, new-item) and write a report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from recplatform.evaluation.protocols import PROTOCOLS  # deferred: pandas
+    from recplatform.evaluation.report import write_report  # deferred: pandas
+    from recplatform.evaluation.runner import (  # deferred: pandas
+        EvalConfig,
+        run_evaluation,
+    )
 
-    from recplatform import cli
-    from recplatform.evaluation.protocols import PROTOCOLS  # pandas: imported here, not for --help
-    from recplatform.evaluation.report import write_report
-    from recplatform.evaluation.runner import EvalConfig, run_evaluation
-
-    settings = cli._settings()
+    settings = cli_settings()
     protocols = PROTOCOLS if protocol == "all" else (protocol,)
     if protocol != "all" and protocol not in PROTOCOLS:
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)} or all, got {protocol!r}",
@@ -58,14 +65,12 @@ def evaluate_command(
     config = EvalConfig(protocols=tuple(protocols), folds=folds, seed=seed, threshold=threshold, platform=platform,
                         model=model, n_boot=bootstrap)
     started = time.perf_counter()
-    with cli.console.status(f"loading {dataset}"):
+    with console.status(f"loading {dataset}"):
         data = load_dataset(dataset, seed)
     if platform and settings.uses_embedded_postgres:
-        from recplatform import services
-
         services.up(settings)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=cli.console) as bar:
+                  console=console) as bar:
         task = bar.add_task("evaluating", total=None)
         result = run_evaluation(data, config, settings,
                                 progress=lambda desc, done: bar.update(task, description=desc, completed=done),
@@ -73,7 +78,7 @@ def evaluate_command(
     paths = write_report(result, out)
     for name, rows in result.results.items():
         ordered = sorted(rows, key=lambda r: -(r.report.values.get("ndcg@10") or 0))
-        cli.print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",
+        print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",
                         ["strategy", "served by", "ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"],
                         [[r.strategy + (" (default)" if r.default else ""),
                           "in-process" if r.kind == "baseline" else "rec.recommend",
@@ -83,5 +88,10 @@ def evaluate_command(
                           f"{r.report.values['coverage@10']:.3f}"]
                          for r in ordered])
     for note in result.notes:
-        cli.console.print(f"[yellow]note[/yellow]: {note}")
-    cli.console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - started:.0f}s")
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - started:.0f}s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` to the app."""
+    app.command("evaluate")(evaluate_command)

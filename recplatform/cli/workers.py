@@ -1,4 +1,4 @@
-"""The ``recplatform worker`` and ``recplatform embed`` commands (registered on the CLI by ``register``)."""
+"""``recplatform worker`` and ``recplatform embed``: run a Celery worker; backfill embeddings with progress."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import time
 from typing import Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from recplatform.cli.output import cli_settings, console, print_table
+from recplatform.embedding import pipeline, spaces
+from recplatform.embedding.encoder import load_encoder
+from recplatform.workers import process
+from recplatform.workers.enqueue import reconcile_spaces
 
 
 def register(app: typer.Typer) -> None:
@@ -22,17 +29,14 @@ def worker(
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
 ) -> None:
     """Run a Celery worker in the foreground (Ctrl-C: finish the current task and stop)."""
-    from recplatform.cli import _settings, console
-    from recplatform.workers import process
-
-    settings = _settings()
+    settings = cli_settings()
     try:
         p = process.plan(settings, queues=queues, concurrency=concurrency, pool=pool, beat=beat)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     console.print(f"worker: queues {','.join(p.queues)}, pool {p.pool} x{p.concurrency}, device {p.device}, "
                   f"broker {settings.celery_broker_url}")
-    from recplatform.workers.app import celery_app
+    from recplatform.workers.app import celery_app  # deferred: celery
 
     celery_app.worker_main(argv=process.worker_argv(p, loglevel=loglevel,
                                                     schedule=str(settings.state_dir / "celerybeat-schedule")))
@@ -45,11 +49,7 @@ def embed(
     batch_size: int = typer.Option(256, "--batch-size", help="Ids per batch / message."),
 ) -> None:
     """Embed every user and item whose current content has no vector in the content space (backfill)."""
-    from recplatform.cli import _settings, console, print_table
-    from recplatform.embedding import spaces
-    from recplatform.embedding.encoder import load_encoder
-
-    settings = _settings()
+    settings = cli_settings()
     if space is not None:
         try:
             target = spaces.get_space(settings, space)
@@ -65,10 +65,8 @@ def embed(
                   f"{before.done}/{before.total} embedded, {before.missing} missing")
     started = time.perf_counter()
     if local:
-        embed_local(settings, target, batch_size, console)
+        embed_local(settings, target, batch_size)
     else:
-        from recplatform.workers.enqueue import reconcile_spaces
-
         try:
             result = reconcile_spaces(settings, force=True, space_name=space if space is not None else None,
                                       register=False)
@@ -81,7 +79,7 @@ def embed(
         if result.activated:
             console.print(f"activated: {', '.join(result.activated)}")
         if wait:
-            wait_until_full(settings, target, console)
+            wait_until_full(settings, target)
     after = spaces.completeness(settings, target.space_id)
     if after.complete and spaces.activate_if_complete(settings, spaces.get_space(settings, target.space_id)):
         if not target.is_active:
@@ -90,21 +88,17 @@ def embed(
         console.print(f"{after.done}/{after.total} embedded in {time.perf_counter() - started:.1f}s")
 
 
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+def _progress():
     return Progress(TextColumn("[bold]embedding[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]:>7.1f} items/s"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console)
 
 
-def embed_local(settings, target, batch_size, console) -> None:
+def embed_local(settings, target, batch_size) -> None:
     """Embed what the space lacks in this process, with a progress bar (items/s)."""
-    from recplatform.embedding import pipeline, spaces
-
     todo = spaces.completeness(settings, target.space_id).missing
     started = time.perf_counter()
-    with _progress(console) as bar:
+    with _progress() as bar:
         task = bar.add_task(target.name, total=todo, rate=0.0)
         done = 0
 
@@ -116,14 +110,12 @@ def embed_local(settings, target, batch_size, console) -> None:
         pipeline.embed_missing_local(settings, target, batch_size=batch_size, on_batch=advance)
 
 
-def wait_until_full(settings, target, console, poll: float = 0.5, hint_after: float = 30.0) -> None:
+def wait_until_full(settings, target, poll: float = 0.5, hint_after: float = 30.0) -> None:
     """Poll the space's completeness until it is full; warn once when nothing moves (no worker?)."""
-    from recplatform.embedding import spaces
-
     first = spaces.completeness(settings, target.space_id)
     started = last_move = time.perf_counter()
     last_done, hinted = first.done, False
-    with _progress(console) as bar:
+    with _progress() as bar:
         task = bar.add_task(target.name, total=first.total, completed=first.done, rate=0.0)
         while True:
             c = spaces.completeness(settings, target.space_id)

@@ -1,7 +1,7 @@
-"""CLI commands of the retrieval layer: ``train``, ``recommend``, ``similar``, ``explain`` (registered on the app).
+"""``recplatform train``, ``recommend``, ``similar`` and ``explain``: training and the retrieval SQL functions.
 
-They call :mod:`recplatform.retrieval.collaborative` and :class:`recplatform.client.RecClient`; ranking stays in
-the SQL functions.
+They call :mod:`recplatform.retrieval.training` and :class:`recplatform.client.RecClient`; ranking stays in the
+SQL functions.
 """
 
 from __future__ import annotations
@@ -13,38 +13,20 @@ from typing import Optional
 
 import typer
 
-from recplatform.retrieval.collaborative import CollaborativeParams
+from recplatform.cli.output import cli_settings, console, fail, print_recs, print_table
+from recplatform.client import RecClient, RecClientError
+from recplatform.retrieval import training
+from recplatform.retrieval.als import CollaborativeParams
 
 _DEFAULTS = CollaborativeParams()
 
 
-def _client():
-    from recplatform.cli import _settings
-    from recplatform.client import RecClient
-
-    return RecClient(_settings())
-
-
-def _fail(exc: Exception) -> None:
-    from recplatform.cli import console
-
-    console.print(f"[red]{exc}[/red]")
-    raise typer.Exit(1)
+def _client() -> RecClient:
+    return RecClient(cli_settings())
 
 
 def _years(min_year: Optional[int], max_year: Optional[int]):
     return None if min_year is None and max_year is None else (min_year, max_year)
-
-
-def print_recs(title: str, recs, as_json: bool = False) -> None:
-    """Recommendations as the CLI's table (or JSON): rank, item_id, title, score, source."""
-    from recplatform.cli import print_table
-
-    if as_json:
-        typer.echo(json.dumps([asdict(r) for r in recs], indent=2))
-        return
-    print_table(title, ["rank", "item_id", "title", "score", "source"],
-                [[r.rank, r.item_id, r.title, f"{r.score:.4f}", r.source] for r in recs])
 
 
 def train(
@@ -56,17 +38,14 @@ def train(
                                          help="Recency half-life within a user's history."),
 ) -> None:
     """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
-    from recplatform.cli import console, print_table, _settings
-    from recplatform.retrieval import collaborative
-
-    settings = _settings()
-    params = collaborative.CollaborativeParams(factors=factors, iterations=iterations, reg=reg, alpha=alpha,
+    settings = cli_settings()
+    params = CollaborativeParams(factors=factors, iterations=iterations, reg=reg, alpha=alpha,
                                                half_life_days=half_life_days)
     started = time.perf_counter()
     try:
-        space = collaborative.train_collaborative_space(settings, params, progress=True)
+        space = training.train_collaborative_space(settings, params, progress=True)
     except ValueError as exc:
-        _fail(exc)
+        fail(exc)
     p = space.params or {}
     print_table("collaborative space", ["field", "value"], [
         ["space", f"{space.name} (id {space.space_id})"], ["dimension", space.dimension],
@@ -89,14 +68,12 @@ def recommend(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Top k items for a user (from the rec.recommend SQL function)."""
-    from recplatform.client import RecClientError
-
     with _client() as client:
         try:
             recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
                                     years=_years(min_year, max_year), strategy=strategy)
         except RecClientError as exc:
-            _fail(exc)
+            fail(exc)
     print_recs(f"recommendations for user {user_id}", recs, as_json)
 
 
@@ -108,13 +85,11 @@ def similar(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Items most similar to an item (rec.similar_items)."""
-    from recplatform.client import RecClientError
-
     with _client() as client:
         try:
             recs = client.similar_items(item_id, k, space=space)
         except RecClientError as exc:
-            _fail(exc)
+            fail(exc)
     print_recs(f"items similar to {item_id}", recs, as_json)
 
 
@@ -125,14 +100,11 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Why an item ranks for a user: history items (warm) or demographic neighbours (cold) that pulled it up."""
-    from recplatform.cli import print_table
-    from recplatform.client import RecClientError
-
     with _client() as client:
         try:
             result = client.explain(user_id, item_id, k)
         except RecClientError as exc:
-            _fail(exc)
+            fail(exc)
     if as_json:
         typer.echo(json.dumps(asdict(result), indent=2))
         return

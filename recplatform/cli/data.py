@@ -1,0 +1,167 @@
+"""``recplatform load``, ``features`` and ``materialize``: datasets into the tables, and what Feast serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from recplatform import features
+from recplatform.cli.output import cli_settings, console, print_table
+
+load_app = typer.Typer(
+    help="Load a dataset: every row is validated, then everything is upserted in one transaction (all or nothing); "
+    "changed rows are then written to Feast's online store and queued for embedding.",
+    no_args_is_help=True,
+)
+
+
+def _load(read, label: str, online: bool, enqueue: bool) -> None:
+    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input."""
+    from recplatform.ingest import ValidationError  # deferred: pandas (ingestion)
+    from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
+
+    settings = cli_settings()
+    started = time.perf_counter()
+    try:
+        with console.status(f"reading {label}"):
+            dataset = read()
+        read_seconds = time.perf_counter() - started
+        console.print(f"read {label}: " + ", ".join(f"{n:,} {k}" for k, n in dataset.counts().items())
+                      + f" in {read_seconds:.2f}s")
+        result = ingest_and_publish(dataset=dataset, settings=settings, online=online, enqueue=enqueue, progress=True)
+    except (ValidationError, FileNotFoundError) as exc:
+        console.print(f"[red]nothing loaded[/red]: {exc}")
+        raise typer.Exit(1) from None
+    total = time.perf_counter() - started
+    counts = dataset.counts()
+    print_table(f"loaded {dataset.name}", ["table", "input rows", "inserted", "updated", "new or changed content"], [
+        ["users", f"{counts['users']:,}", f"{result.users_inserted:,}", f"{result.users_updated:,}",
+         f"{len(result.changed_user_ids):,}"],
+        ["items", f"{counts['items']:,}", f"{result.items_inserted:,}", f"{result.items_updated:,}",
+         f"{len(result.changed_item_ids):,}"],
+        ["interactions", f"{counts['interactions']:,}", f"{result.interactions_added:,}",
+         f"{result.interactions_updated:,}", ""],
+    ])
+    timings = result.timings
+    print_table("seconds", ["step", "seconds"], [
+        ["read files / generate", f"{read_seconds:.2f}"],
+        ["validate rows", f"{timings.get('validate', 0.0):.2f}"],
+        ["database write (one transaction)", f"{timings.get('write', 0.0):.2f}"],
+        ["feast online write", f"{timings['online']:.2f}" if "online" in timings else "skipped"],
+        ["enqueue embeddings", f"{timings['enqueue']:.2f}" if "enqueue" in timings else "skipped"],
+        ["total", f"{total:.2f}"],
+    ])
+
+
+@load_app.command("movielens")
+def load_movielens_command(
+    path: Path = typer.Argument(..., help="MovieLens directory: ml-100k raw layout (u.user, u.item, u.data) "
+                                          "or ml-1m layout (users.dat, movies.dat, ratings.dat)."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+) -> None:
+    """Load MovieLens (ml-100k or ml-1m) from GroupLens' files; re-loading the same files changes nothing."""
+    from recplatform.datasets import load_movielens  # deferred: pandas
+
+    _load(lambda: load_movielens(path), str(path), online, enqueue)
+
+
+@load_app.command("synthetic")
+def load_synthetic_command(
+    users: int = typer.Option(1000, "--users", min=1, help="Number of users."),
+    items: int = typer.Option(500, "--items", min=2, help="Number of items."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+) -> None:
+    """Generate and load a synthetic dataset whose users' genre tastes follow their demographics."""
+    from recplatform.datasets import generate_synthetic  # deferred: pandas
+
+    _load(lambda: generate_synthetic(users, items, seed=seed), f"synthetic {users}x{items} seed {seed}",
+          online, enqueue)
+
+
+features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True)
+
+
+def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
+    settings = cli_settings()
+    try:
+        rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
+    except RuntimeError as exc:  # repository not applied yet
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        payload = rows[0] if len(rows) == 1 else rows
+        typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+        return
+    names = list(rows[0]) if rows else []
+    cells = [[name, *(", ".join(r[name]) if isinstance(r[name], list) else r[name] for r in rows)]
+             for name in names[1:]]
+    print_table(f"Feast online features: {kind}", ["feature", *[str(r[names[0]]) for r in rows]], cells)
+    unknown = [r[names[0]] for r in rows if all(v is None for k, v in r.items() if k != names[0])]
+    if unknown:
+        console.print(f"[yellow]not in the online store[/yellow]: {', '.join(unknown)} "
+                      "(unknown id, or not written yet: `recplatform materialize`)")
+
+
+@features_app.command("user")
+def features_user(
+    user_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
+) -> None:
+    """Demographics and activity of users as served by Feast's online store."""
+    _show_features("user", user_ids, as_json)
+
+
+@features_app.command("item")
+def features_item(
+    item_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more item ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
+) -> None:
+    """Metadata and popularity of items as served by Feast's online store."""
+    _show_features("item", item_ids, as_json)
+
+
+@features_app.command("serve")
+def features_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless you mean it)."),
+    port: int = typer.Option(6566, "--port", help="HTTP port."),
+) -> None:
+    """Run Feast's HTTP feature server on this repository, connected to the configured database."""
+    settings = cli_settings()  # exports the RECPLATFORM_FEAST_PG_* values that feature_store.yaml expands
+    beside = Path(sys.executable).parent / "feast"  # the feast of this environment, even when not on PATH
+    feast = str(beside) if beside.exists() else shutil.which("feast")
+    if feast is None:
+        console.print("[red]the feast command is not installed[/red] (pip install 'feast[postgres]')")
+        raise typer.Exit(1)
+    os.execv(feast, [feast, "-c", str(settings.feature_repo), "serve", "--host", host, "--port", str(port)])
+
+
+def materialize() -> None:
+    """Full refresh of Feast's online store from the rec tables (every user and item, with their aggregates).
+
+    Ingestion already writes what it changes to the online store; this catches up after anything was missed.
+    """
+    settings = cli_settings()
+    try:
+        result = features.materialize(settings, progress=True)
+    except RuntimeError as exc:  # repository not applied yet
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    print_table("feast online store refreshed", ["feature view", "rows"],
+                [[name, n] for name, n in sorted(result.rows.items())])
+    console.print(f"{result.total} rows in {result.seconds:.2f}s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``load``, ``features`` and ``materialize`` to the app."""
+    app.add_typer(load_app, name="load")
+    app.add_typer(features_app, name="features")
+    app.command()(materialize)

@@ -1,0 +1,63 @@
+"""After ingestion commits: write the changed rows to Feast's online store and queue their embeddings.
+
+Both steps may fail (services down): the failure is logged and the committed data stays — the tables are the
+truth, and ``recplatform materialize`` / ``reconcile`` catch up. Ingestion itself (:mod:`recplatform.ingest`)
+never talks to Feast or the broker; the callers that want the fan-out (CLI, client, demo) come through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from recplatform import features
+from recplatform.config import Settings, get_settings
+from recplatform.ingest import IngestResult, ingest
+from recplatform.workers.enqueue import enqueue_ingested
+
+log = logging.getLogger(__name__)
+
+
+def after_commit_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+    """Run a step that follows the commit; a failure is logged, never raised: the data is committed, and
+    ``recplatform materialize`` / ``reconcile`` repair whatever the step missed."""
+    try:
+        step(*args, **kwargs)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a failed follow-up must not look like a failed ingestion
+        log.warning("%s failed after the data was committed (run `recplatform materialize` / reconcile "
+                    "to catch up): %s", getattr(step, "__name__", step), exc)
+        return False
+
+
+def publish(result: IngestResult, settings: Settings, *, online: bool = True, enqueue: bool = True,
+            progress: bool = False) -> None:
+    """Fan a committed ingestion out: Feast online write for changed/touched entities, then embedding messages."""
+    user_ids = sorted(set(result.changed_user_ids) | set(result.touched_user_ids))
+    item_ids = sorted(set(result.changed_item_ids) | set(result.touched_item_ids))
+    if not user_ids and not item_ids:
+        return
+    if online:
+        started = time.perf_counter()
+        after_commit_step(features.write_online, settings, user_ids=user_ids, item_ids=item_ids, progress=progress)
+        result.timings["online"] = time.perf_counter() - started
+    if enqueue and settings.enqueue_on_ingest:
+        started = time.perf_counter()
+        after_commit_step(enqueue_ingested, result, settings)
+        result.timings["enqueue"] = time.perf_counter() - started
+
+
+def ingest_and_publish(users: Any = None, items: Any = None, interactions: Any = None, *, dataset: Any = None,
+                       settings: Settings | None = None, online: bool = True, enqueue: bool = True,
+                       progress: bool = False, source: str | None = None) -> IngestResult:
+    """:func:`recplatform.ingest.ingest` (or a whole ``dataset``), then :func:`publish` what it changed."""
+    settings = settings or get_settings()
+    started = time.perf_counter()
+    if dataset is not None:
+        users, items, interactions = dataset.users, dataset.items, dataset.interactions
+        source = source or dataset.source or dataset.name
+    result = ingest(users, items, interactions, source=source or "<input>", settings=settings, progress=progress)
+    publish(result, settings, online=online, enqueue=enqueue, progress=progress)
+    result.seconds = time.perf_counter() - started
+    return result

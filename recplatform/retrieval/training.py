@@ -1,0 +1,145 @@
+"""Training a collaborative space: one training at a time, built beside the serving space, then activated.
+
+:func:`train_collaborative_space` runs ALS (:mod:`.als`) on all interactions, writes item and taste vectors into a
+new space (:mod:`.storage`), maps items without interactions in from their content vectors (:mod:`.linear_map`),
+fits the cold-start map (:mod:`.coldstart`) and activates the space; :func:`train_if_due` is what workers run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from recplatform import db
+from recplatform.config import Settings, get_settings
+from recplatform.embedding import spaces
+from recplatform.embedding.spaces import Space
+from recplatform.retrieval import coldstart, sql
+from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users
+from recplatform.retrieval.linear_map import ridge, store_map
+from recplatform.retrieval.storage import content_vectors, copy_vectors, history_hash, load_interactions
+
+log = logging.getLogger(__name__)
+
+KEEP_SPACES = 2  # collaborative spaces kept (the active one and its predecessor); older ones are dropped
+TRAIN_LOCK = 0x7265_6374_7261_696E  # advisory lock: one training at a time per database
+
+
+def train_collaborative_space(settings: Settings | None = None, params: CollaborativeParams | None = None,
+                              *, progress: bool = False, fit_coldstart: bool = True) -> Space:
+    """Train ALS on all interactions, store item and taste vectors in a new collaborative space, activate it.
+
+    Also maps items without interactions from their content embeddings, refreshes rec.item_priors, fits
+    the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`) and drops collaborative
+    spaces older than the previous one. Raises ValueError when there are no interactions.
+    """
+    settings = settings or get_settings()
+    params = params or CollaborativeParams()
+    started = time.perf_counter()
+    with db.connect(settings, vector=False) as conn:
+        watermark = int(conn.execute(sql.INTERACTION_WATERMARK).fetchone()[0])
+    data = load_interactions(settings, params)
+    if not data.user_ids:
+        raise ValueError("interactions: rec.interactions is empty; nothing to train a collaborative space from")
+    factors = als(data, params, progress=progress)
+    scale = float(np.max(np.linalg.norm(factors.items, axis=1))) or 1.0
+    gram = factors.items.T @ factors.items
+    name = f"collaborative/als-f{params.factors}/{time.strftime('%Y%m%dT%H%M%S')}-{int(time.time_ns() % 10**9)}"
+    space = spaces.register_space(
+        settings, name, spaces.COLLABORATIVE, f"als:f{params.factors}", params.factors + 1, "",
+        {**asdict(params), "scale": scale, "gram": gram.tolist(), "augmented": True,
+         "n_users": len(data.user_ids), "n_items": len(data.item_ids), "final_loss": factors.history[-1],
+         "interaction_watermark": watermark},
+    )
+    try:
+        _store_space(settings, space, data, factors, scale, params)
+    except BaseException:
+        with db.transaction(settings) as conn:
+            conn.execute(sql.DELETE_SPACE, (space.space_id,))
+        raise
+    space = spaces.activate(settings, space.space_id)
+    with db.transaction(settings) as conn:
+        conn.execute(sql.REFRESH_ITEM_PRIORS)
+        old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]
+        for space_id in old:
+            conn.execute(sql.DELETE_SPACE, (space_id,))
+    if fit_coldstart:
+        coldstart.fit_demographic_map(settings, space)
+    log.info("collaborative space %s (id %s): %d users, %d items, %d factors, loss %.1f → %.1f, %.1fs",
+             space.name, space.space_id, len(data.user_ids), len(data.item_ids), params.factors,
+             factors.history[0], factors.history[-1], time.perf_counter() - started)
+    return space
+
+
+def _interactions_since(conn, space: Space | None) -> int:
+    """Interactions with an id above the space's training watermark (all of them when there is no space)."""
+    watermark = (space.params or {}).get("interaction_watermark", 0) if space is not None else 0
+    return int(conn.execute(sql.INTERACTIONS_SINCE, (watermark,)).fetchone()[0])
+
+
+def new_interactions(settings: Settings | None = None) -> int | None:
+    """Interactions added since the active collaborative space was trained; None when there is no such space."""
+    settings = settings or get_settings()
+    space = spaces.active_space(settings, spaces.COLLABORATIVE)
+    if space is None:
+        return None
+    with db.connect(settings, vector=False) as conn:
+        return _interactions_since(conn, space)
+
+
+def train_if_due(settings: Settings | None = None) -> Space | None:
+    """Train when no collaborative space exists yet (and there are interactions), or when at least
+    ``settings.retrain_after_interactions`` interactions arrived since the last training. What the worker runs
+    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op."""
+    settings = settings or get_settings()
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        if not conn.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
+            log.info("collaborative training is already running elsewhere; not starting another")
+            return None
+        try:
+            space = spaces.active_space(settings, spaces.COLLABORATIVE)
+            new = _interactions_since(conn, space)
+            threshold = settings.retrain_after_interactions if space is not None else 1
+            due = new >= threshold
+            log.info("%d interactions since the last collaborative training (threshold %d): %s", new, threshold,
+                     "training" if due else "not due")
+            return train_collaborative_space(settings) if due else None
+        finally:
+            conn.execute(sql.UNLOCK, (TRAIN_LOCK,))
+
+
+def _store_space(settings: Settings, space: Space, data: Interactions, factors: Factors, scale: float,
+                 params: CollaborativeParams) -> None:
+    with db.transaction(settings) as conn:
+        # Build the HNSW index after loading (much faster than inserting into a live index).
+        conn.execute(sql.DROP_ITEM_INDEX.format(space_id=int(space.space_id)))
+        conn.execute(sql.DROP_TASTE_INDEX.format(space_id=int(space.space_id)))
+        item_ids = list(data.item_ids)
+        item_vecs = augment_items(factors.items, scale)
+        content_space = spaces.active_space(settings, spaces.CONTENT)
+        if content_space is not None:
+            c_ids, c_vecs = content_vectors(conn, content_space.space_id)
+            c_index = {i: n for n, i in enumerate(c_ids)}
+            trained = [n for n, i in enumerate(item_ids) if i in c_index]
+            known = set(item_ids)
+            missing = [r[0] for r in conn.execute(sql.ALL_ITEM_IDS).fetchall()
+                       if r[0] not in known and r[0] in c_index]
+            if len(trained) >= 2 and missing:
+                x = c_vecs[[c_index[item_ids[n]] for n in trained]]
+                w, b = ridge(x, factors.items[trained], params.map_reg)
+                store_map(conn, "content_to_item", content_space.space_id, space.space_id, w, b,
+                          {"lambda": params.map_reg, "n_train": len(trained), "target": "raw item factors"})
+                mapped = c_vecs[[c_index[i] for i in missing]] @ w + b
+                item_ids += missing
+                item_vecs = np.vstack([item_vecs, augment_items(mapped, scale)])
+                log.info("mapped %d items without interactions from content space %s", len(missing),
+                         content_space.name)
+        hashes = ["trained"] * len(data.item_ids) + ["mapped"] * (len(item_ids) - len(data.item_ids))
+        copy_vectors(conn, "item", space.space_id, item_ids, item_vecs, hashes)
+        user_hashes = [history_hash(int(data.indptr[u + 1] - data.indptr[u]),
+                                     float(np.sum(data.user_rows(u)[1]))) for u in range(len(data.user_ids))]
+        copy_vectors(conn, "user", space.space_id, data.user_ids, augment_users(factors.users), user_hashes, "taste")
+        conn.execute("SELECT rec.ensure_space_indexes(%s)", (space.space_id,))
