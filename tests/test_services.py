@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -104,3 +105,69 @@ def test_external_database_is_left_alone_and_checked(state_dir):
     assert not rows["postgres"].managed and not rows["postgres"].running
     assert not rows["broker"].running
     assert not (state_dir / "pgdata").exists()
+
+
+# ----- faults: a port, a zombie postmaster, a killed worker ----------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_with_a_port_uses_that_port_for_the_socket_too(state_dir):
+    port = _free_port()
+    started = _cli(state_dir, "up", RECPLATFORM_PG_PORT=str(port))
+    assert started.returncode == 0, started.stdout + started.stderr
+    settings = Settings(state_dir=state_dir, pg_port=port)
+    assert services.postgres_pid(settings) and services.redis_pid(settings)
+    assert (settings.pg_socket_dir / f".s.PGSQL.{port}").is_socket()
+    ok, detail = services.postgres_answers(settings.postgres_url)
+    assert ok, detail
+    assert _cli(state_dir, "up", RECPLATFORM_PG_PORT=str(port)).returncode == 0  # and again, idempotent
+
+
+# Runs `up` as a child subreaper that never reaps: a killed postmaster stays a zombie, as under a container
+# init that does not reap (the pid still "exists", so Postgres's own lock-file check thinks it is alive).
+_ZOMBIE_KEEPER = r"""
+import ctypes, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+from recplatform import services
+from recplatform.config import Settings
+settings = Settings(state_dir=sys.argv[1])
+services.up(settings)
+print(services.postgres_pid(settings), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_up_recovers_after_sigkill_of_the_postmaster_left_as_a_zombie(state_dir):
+    from recplatform import db
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(services.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    keeper = subprocess.Popen([sys.executable, "-c", _ZOMBIE_KEEPER, str(state_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pid = int(keeper.stdout.readline())
+        settings = Settings(state_dir=state_dir)
+        with db.connect(settings, autocommit=True, vector=False) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+        os.kill(pid, signal.SIGKILL)
+        zombie = psutil.Process(pid)
+        for _ in range(100):
+            if zombie.status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert zombie.status() == psutil.STATUS_ZOMBIE
+
+        rows = {r.name: r for r in services.up(settings)}
+        assert rows["postgres"].running and rows["postgres"].pid != pid
+        assert zombie.status() == psutil.STATUS_ZOMBIE  # `up` coped with the zombie; it could not reap it
+        with db.connect(settings, vector=False) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
+    finally:
+        keeper.stdin.close()
+        keeper.wait(10)
