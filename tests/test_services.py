@@ -171,3 +171,97 @@ def test_up_recovers_after_sigkill_of_the_postmaster_left_as_a_zombie(state_dir)
     finally:
         keeper.stdin.close()
         keeper.wait(10)
+
+
+def _beat_of(settings: Settings, worker_pid: int, timeout: float = 90) -> int:
+    """The worker's beat process: its child that is not one of the pool processes the worker reports."""
+    import socket
+
+    from recplatform.workers.app import make_app
+
+    control = make_app(settings).control
+    name = f"recplatform-local@{socket.gethostname()}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = (control.inspect(destination=[name], timeout=1).stats() or {}).get(name, {})
+        pool = set(stats.get("pool", {}).get("processes", []))
+        others = {c.pid for c in psutil.Process(worker_pid).children()} - pool
+        if pool and len(others) == 1:
+            return others.pop()
+        time.sleep(0.2)
+    raise AssertionError(f"worker {worker_pid} did not report its pool and start beat")
+
+
+def _wait_for(predicate, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _live(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_worker_leaves_no_beat_and_the_next_worker_runs_exactly_one(services_settings, tmp_path):
+    from recplatform.workers.process import start_local_worker, stop_local_worker
+
+    settings = Settings(state_dir=tmp_path, database_url=services_settings.postgres_url, model="hashing:64",
+                        broker_url=f"redis+socket://{services_settings.redis_socket}?virtual_host=15")
+    lock = tmp_path / "celerybeat-schedule.lock"
+    beats: list[int] = []
+    workers: list[int] = []  # each leads its own session (start_new_session)
+    try:
+        first = start_local_worker(settings)
+        workers.append(first)
+        beats.append(_beat_of(settings, first))
+        os.kill(first, signal.SIGKILL)  # as the OOM killer or `kill -9` would: no shutdown of its children
+        assert _wait_for(lambda: not _live(beats[0]), 10), f"beat {beats[0]} outlived its worker {first}"
+
+        second = start_local_worker(settings)
+        workers.append(second)
+        beats.append(_beat_of(settings, second))
+        assert _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(beats[1]))  # it holds the lock
+        time.sleep(1)
+        running = [pid for pid in beats if _live(pid)]
+        assert running == [beats[1]], f"beat processes running: {running}"
+    finally:
+        for pid in [*workers, *beats]:  # whatever is left, without waiting for a warm shutdown
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        stop_local_worker(settings, timeout=10)
+
+
+def test_a_second_beat_on_the_same_schedule_waits_until_the_first_ends(tmp_path):
+    import select
+
+    script = ("import sys, time; from recplatform.workers.app import _take_beat_lock; "
+              "_take_beat_lock(sys.argv[1]); print('scheduling', flush=True); time.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(services.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    schedule = str(tmp_path / "celerybeat-schedule")
+    beat = lambda: subprocess.Popen([sys.executable, "-c", script, schedule], stdout=subprocess.PIPE,  # noqa: E731
+                                    stderr=subprocess.PIPE, text=True, env=env)
+    first = beat()
+    second = None
+    try:
+        assert first.stdout.readline().strip() == "scheduling"
+        second = beat()
+        assert "waits to take over" in second.stderr.readline()  # it tried, and found the first one there
+        assert not select.select([second.stdout], [], [], 1.5)[0], "a second beat ran beside the first"
+        first.kill()
+        first.wait(10)
+        assert select.select([second.stdout], [], [], 10)[0] and second.stdout.readline().strip() == "scheduling"
+    finally:
+        for proc in (first, second):
+            if proc:
+                proc.kill()
+                proc.wait(10)
