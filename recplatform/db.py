@@ -60,6 +60,7 @@ def alembic_config(settings: Settings | None = None):
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
+    cfg.attributes["settings"] = settings  # migrations read the reader's password from these, not the environment
     return cfg
 
 

@@ -195,9 +195,12 @@ def upgrade() -> None:
     """)
 
     # Read-only role for analytics tools: SELECT on rec (and EXECUTE on its retrieval functions), nothing else.
-    from recplatform.config import get_settings
+    from alembic import context
 
-    password = get_settings().reader_password.replace("'", "''")
+    from recplatform.config import ensure_reader_password, get_settings
+
+    settings = context.config.attributes.get("settings") or get_settings()
+    password = ensure_reader_password(settings).replace("'", "''")
     op.execute(f"""
     DO $do$
     BEGIN
