@@ -1,6 +1,6 @@
 """The ``rec`` schema as SQLAlchemy Core tables: the reference Alembic autogenerate compares against.
 
-Migrations under ``migrations/versions`` create these tables; per-space HNSW indexes are created by the
+Migrations under ``recplatform/migrations/versions`` create these tables; per-space HNSW indexes are created by the
 SQL function ``rec.ensure_space_indexes(space_id)`` (fired by a trigger when a space is registered),
 because each space has its own dimension: a partial expression index
 ``USING hnsw ((embedding::vector(DIM)) vector_cosine_ops) WHERE space_id = ID``.
@@ -101,4 +101,55 @@ user_embeddings = Table(
     Column("content_hash", Text, nullable=False),
     Column("embedded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("kind IN ('demographic', 'taste')", name="user_embeddings_kind"),
+)
+
+# ----- retrieval (migration 0002) ----------------------------------------------------------------------
+retrieval_defaults = Table(
+    "retrieval_defaults", metadata,
+    Column("user_type", Text, primary_key=True),
+    Column("strategy", Text, nullable=False),
+    Column("popularity_weight", Float, nullable=False, server_default=text("0")),
+    Column("neighbors", Integer, nullable=False, server_default=text("100")),
+    Column("content_weight", Float, nullable=False, server_default=text("0")),
+    Column("note", Text, nullable=False, server_default=text("''")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("user_type IN ('warm', 'cold')", name="retrieval_defaults_user_type_check"),
+    CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
+    CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
+    CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),
+)
+
+item_priors = Table(
+    "item_priors", metadata,
+    Column("item_id", Text, ForeignKey("rec.items.item_id", ondelete="CASCADE"), primary_key=True),
+    Column("n_users", BigInteger, nullable=False),
+    Column("popularity", Float, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
+
+coldstart_maps = Table(
+    "coldstart_maps", metadata,
+    Column("map_id", Integer, Identity(always=False), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("source_space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("target_space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("source_dimension", Integer, nullable=False),
+    Column("target_dimension", Integer, nullable=False),
+    Column("is_active", Boolean, nullable=False, server_default=text("false")),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('demographic_to_taste', 'content_to_item')", name="coldstart_maps_kind_check"),
+    Index("coldstart_maps_one_active", "kind", "source_space_id", "target_space_id", unique=True,
+          postgresql_where=text("is_active")),
+)
+
+coldstart_map_rows = Table(
+    "coldstart_map_rows", metadata,
+    Column("map_id", Integer, ForeignKey("rec.coldstart_maps.map_id", ondelete="CASCADE"), primary_key=True),
+    Column("out_index", Integer, primary_key=True),
+    Column("weights", Vector(), nullable=False),
+    Column("bias", Float, nullable=False, server_default=text("0")),
 )
