@@ -8,8 +8,7 @@ LANGUAGE plpgsql STABLE ROWS 50 AS $fn$
 DECLARE
     v_got integer;
     v_filtered constant boolean := p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL;
-    v_item_filter constant text := ' AND ($2::text[] IS NULL OR i.genres && $2) AND ($3::integer IS NULL OR i.year >= $3)'
-                                   ' AND ($4::integer IS NULL OR i.year <= $4)';
+    v_item_filter constant text := ' AND rec._item_matches(i.genres, i.year, $2, $3, $4)';
 BEGIN
     p_seen := coalesce(p_seen, '{}');
     -- Dynamic SQL: planned per call with the values (a walk down item_priors_rank, no sort).
@@ -27,8 +26,7 @@ BEGIN
         FROM rec.items i
         WHERE NOT EXISTS (SELECT 1 FROM rec.item_priors p WHERE p.item_id = i.item_id)
           AND NOT (i.item_id = ANY(p_seen)) AND i.item_id IS DISTINCT FROM p_exclude_item
-          AND (p_genres IS NULL OR i.genres && p_genres)
-          AND (p_min_year IS NULL OR i.year >= p_min_year) AND (p_max_year IS NULL OR i.year <= p_max_year)
+          AND rec._item_matches(i.genres, i.year, p_genres, p_min_year, p_max_year)
         ORDER BY i.item_id
         LIMIT p_n - v_got;
     END IF;

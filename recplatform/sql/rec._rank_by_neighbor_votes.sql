@@ -28,8 +28,7 @@ BEGIN
         ' SELECT array_agg(top.item_id ORDER BY top.vote DESC, top.item_id),'
         '        array_agg(top.vote ORDER BY top.vote DESC, top.item_id) FROM top',
         CASE WHEN v_filtered THEN
-            'JOIN rec.items i ON i.item_id = v.item_id WHERE ($4::text[] IS NULL OR i.genres && $4)'
-            ' AND ($5::integer IS NULL OR i.year >= $5) AND ($6::integer IS NULL OR i.year <= $6)'
+            'JOIN rec.items i ON i.item_id = v.item_id WHERE rec._item_matches(i.genres, i.year, $4, $5, $6)'
         ELSE '' END)
         INTO v_ids, v_votes USING p_neighbors, p_sims, p_seen, p_genres, p_min_year, p_max_year, v_n;
     v_ids := coalesce(v_ids, '{}');

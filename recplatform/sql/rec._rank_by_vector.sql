@@ -52,8 +52,7 @@ BEGIN
     IF p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL THEN
         -- item filters need the item row; without them the index scan runs alone
         v_from := 'rec.item_embeddings e JOIN rec.items i ON i.item_id = e.item_id';
-        v_filter := v_filter || ' AND ($3::text[] IS NULL OR i.genres && $3)'
-            ' AND ($4::integer IS NULL OR i.year >= $4) AND ($5::integer IS NULL OR i.year <= $5)';
+        v_filter := v_filter || ' AND rec._item_matches(i.genres, i.year, $3, $4, $5)';
     END IF;
     -- HNSW with iterative scan: ORDER BY exactly the indexed expression.
     EXECUTE format(v_sql, v_dim, p_space, v_filter, format('e.embedding::vector(%s) <=> $1', v_dim), v_from)
