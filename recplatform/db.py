@@ -100,8 +100,12 @@ def migrate(settings: Settings | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings), revision)
     with connect(settings, vector=False) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
-            set_role_password(conn, READER_ROLE, settings.reader_password)
-            conn.commit()
+            try:
+                set_role_password(conn, READER_ROLE, settings.reader_password)
+                conn.commit()
+            except psycopg.errors.InsufficientPrivilege as exc:  # a role an administrator manages
+                conn.rollback()
+                log.warning("password of %s not set: %s", READER_ROLE, exc.diag.message_primary)
 
 
 def set_role_password(conn: psycopg.Connection, role: str, password: str) -> None:
