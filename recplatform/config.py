@@ -18,6 +18,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The Feast repository shipped inside the package (works from a wheel as from a checkout).
+FEATURE_REPO = Path(__file__).resolve().parent / "feature_repo"
 # Unix socket paths are limited to 107 bytes on Linux (sun_path).
 _MAX_SOCKET_PATH = 100
 
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     retrain_after_interactions: int = Field(
         1000, ge=1, description="Workers retrain the collaborative space once this many interactions arrived since "
                                 "the last training (checked after each ingestion and every 15 minutes).")
-    feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast feature repository directory.")
+    feature_repo: Path = Field(FEATURE_REPO, description="Feast feature repository directory.")
     reader_password: str | None = Field(
         None, repr=False, description="Password of the read-only analytics role rec_reader; unset = the one generated at the "
                           "first `recplatform up` (or migration) into state_dir/secrets/rec_reader.password.")
@@ -208,7 +210,7 @@ def configure_environment(settings: Settings) -> None:
 
 
 def feast_env(settings: Settings) -> dict[str, str]:
-    """Variables that ``feature_repo/feature_store.yaml`` expands."""
+    """Variables that ``recplatform/feature_repo/feature_store.yaml`` expands."""
     parts = settings.postgres_parts()
     return {
         "RECPLATFORM_FEAST_PG_HOST": parts["host"],

@@ -32,6 +32,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from recplatform import db
 from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
 from recplatform.workers.process import stop_local_worker
 
@@ -303,9 +304,8 @@ def _sync_reader_password(settings: Settings) -> None:
     or an earlier RECPLATFORM_READER_PASSWORD set."""
     password = ensure_reader_password(settings)
     with psycopg.connect(settings.maintenance_url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rec_reader'").fetchone():
-            verifier = conn.pgconn.encrypt_password(password.encode(), b"rec_reader", b"scram-sha-256").decode()
-            conn.execute(sql.SQL("ALTER ROLE rec_reader PASSWORD {}").format(sql.Literal(verifier)))
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (db.READER_ROLE,)).fetchone():
+            db.set_role_password(conn, db.READER_ROLE, password)
 
 
 def _reap(pid: int | None) -> None:
