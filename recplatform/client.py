@@ -1,5 +1,8 @@
 """Python client: recommendations, similar items, explanations and ingestion calls over the SQL functions.
 
+Retrieval reads go to ``Settings.read_url`` (``RECPLATFORM_READ_DATABASE_URL``, or the hot standby that
+``recplatform up --replica`` started), ingestion writes to the primary.
+
 The client never ranks anything itself: every list comes from the ``rec.*`` SQL functions (recplatform/sql),
 so Python, the CLI and analytics tools see the same results. For a person who is not stored,
 :meth:`RecClient.recommend_for_profile` writes their demographic prompt with the same template and embeds it
@@ -171,9 +174,10 @@ class RecClient:
     """Recommendations for stored users, unstored profiles and items, from Python (one connection, thread-safe)."""
 
     def __init__(self, settings: Settings | None = None, *, database_url: str | None = None,
-                 broker_url: str | None = None):
+                 broker_url: str | None = None, read_database_url: str | None = None):
         settings = settings or get_settings()
-        updates = {k: v for k, v in (("database_url", database_url), ("broker_url", broker_url)) if v}
+        updates = {k: v for k, v in (("database_url", database_url), ("broker_url", broker_url),
+                                     ("read_database_url", read_database_url)) if v}
         self.settings = settings.model_copy(update=updates) if updates else settings
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
@@ -184,8 +188,10 @@ class RecClient:
 
     # -- plumbing --
     def _connection(self) -> psycopg.Connection:
+        """The client's one connection, for reads only: to the read replica when one is configured or started
+        (``Settings.read_url``); ingestion writes to the primary through :mod:`recplatform.publish`."""
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, autocommit=True)
+            self._conn = db.connect(self.settings, autocommit=True, read=True)
         return self._conn
 
     def _limits(self) -> Limits:

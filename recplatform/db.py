@@ -23,10 +23,16 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 READER_ROLE = "rec_reader"
 
 
-def connect(settings: Settings | None = None, *, autocommit: bool = False, vector: bool = True) -> psycopg.Connection:
-    """A new psycopg connection to the platform database, with the ``vector`` type registered."""
+def connect(settings: Settings | None = None, *, autocommit: bool = False, vector: bool = True,
+            read: bool = False) -> psycopg.Connection:
+    """A new psycopg connection to the platform database, with the ``vector`` type registered.
+
+    ``read=True``: to :attr:`Settings.read_url` (a replica when one is configured or started) for retrieval
+    that writes nothing; everything else goes to the primary.
+    """
     settings = settings or get_settings()
-    conn = psycopg.connect(settings.postgres_url, autocommit=autocommit, connect_timeout=10)
+    url = settings.read_url if read else settings.postgres_url
+    conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     if vector:
         try:
             register_vector(conn)

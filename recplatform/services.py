@@ -252,10 +252,39 @@ def start_postgres(settings: Settings) -> int:
     return _after_start(settings, pid)
 
 
+_MB = 1024 * 1024
+
+
+def memory_settings(settings: Settings, ram_bytes: int | None = None) -> dict[str, str]:
+    """shared_buffers, effective_cache_size and maintenance_work_mem for the embedded server, sized from the
+    machine's RAM unless ``RECPLATFORM_PG_*`` sets them: a quarter of RAM for shared_buffers (128MB..16GB), three
+    quarters as effective_cache_size, an eighth (64MB..16GB) as maintenance_work_mem so that an HNSW build keeps
+    its graph in memory (a 1M x 384-d index is 1.95 GB; docs/retrieval.md "Memory settings")."""
+    ram_mb = (ram_bytes or psutil.virtual_memory().total) // _MB
+    sized = {
+        "shared_buffers": f"{min(max(ram_mb // 4, 128), 16384)}MB",
+        "effective_cache_size": f"{max(ram_mb * 3 // 4, 256)}MB",
+        "maintenance_work_mem": f"{min(max(ram_mb // 8, 64), 16384)}MB",
+    }
+    for name in sized:
+        chosen = getattr(settings, f"pg_{name}")
+        if chosen is not None:
+            if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)?", chosen.strip()):
+                raise ValueError(f"RECPLATFORM_PG_{name.upper()}: expected a size such as 512MB or 4GB, got {chosen!r}")
+            sized[name] = chosen.strip().replace(" ", "")
+    return sized
+
+
+def server_options(settings: Settings) -> str:
+    """postgres ``-c`` options every embedded server (primary and standby) starts with."""
+    memory = " ".join(f"-c {name}={value}" for name, value in memory_settings(settings).items())
+    return (f"-c unix_socket_permissions=0700 -c password_encryption=scram-sha-256 -c max_connections=200 "
+            f"{memory}")
+
+
 def _pg_ctl_start(settings: Settings, as_user: dict) -> int:
     listen = f"-c listen_addresses=127.0.0.1 -p {settings.pg_port}" if settings.pg_port else "-c listen_addresses=''"
-    options = (f"{listen} -k {settings.pg_socket_dir} -c unix_socket_permissions=0700 "
-               "-c password_encryption=scram-sha-256 -c max_connections=200 -c shared_buffers=256MB")
+    options = f"{listen} -k {settings.pg_socket_dir} {server_options(settings)}"
     log_file = settings.state_dir / "logs" / "postgres.log"
     result = subprocess.run(
         [_pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-l", str(log_file), "-w", "-t", "60",
@@ -483,11 +512,24 @@ def up(settings: Settings) -> list[ServiceStatus]:
     return status(settings)
 
 
+def stop_pg_server(data_dir: Path, pid: int | None) -> None:
+    """``pg_ctl stop -m fast`` on an embedded server's data directory, then wait for its postmaster to exit."""
+    if pid:
+        subprocess.run([_pg_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
+                       capture_output=True, text=True, **_run_as_pg_user())
+        _wait_gone(pid)
+
+
 def down(settings: Settings) -> list[str]:
-    """Stop the processes ``up`` started; returns the names of those stopped."""
+    """Stop the processes ``up`` started (worker, standby, Redis, primary); returns the names of those stopped."""
     stopped = []
     if stop_local_worker(settings):  # first: it finishes its task while the broker and database are still up
         stopped.append("worker")
+    replica = _read_pid(settings.replica_pid_file)
+    if replica and _alive(replica, "postgres"):  # before the primary, which would otherwise wait for its sender
+        stop_pg_server(settings.replica_data_dir, replica)
+        stopped.append("replica")
+    settings.replica_pid_file.unlink(missing_ok=True)
     if stop_redis(settings):
         stopped.append("redis")
     if stop_postgres(settings):

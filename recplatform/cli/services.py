@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from recplatform import db, features, services
+from recplatform import db, features, replica, services
 from recplatform.cli.output import cli_settings, console, print_table
 from recplatform.config import Settings
 from recplatform.workers.process import start_local_worker
@@ -14,7 +14,7 @@ from recplatform.workers.process import start_local_worker
 
 def print_status(settings: Settings) -> None:
     """The services table: what runs, managed or external, and where."""
-    rows = services.status(settings)
+    rows = services.status(settings) + replica.replica_status(settings)
     print_table(
         "recplatform services",
         ["service", "managed", "state", "pid", "url", "detail"],
@@ -23,7 +23,9 @@ def print_status(settings: Settings) -> None:
     )
 
 
-def up(worker: bool = typer.Option(False, "--worker", help="Also start one background Celery worker (with beat).")) -> None:
+def up(worker: bool = typer.Option(False, "--worker", help="Also start one background Celery worker (with beat)."),
+       with_replica: bool = typer.Option(False, "--replica", help="Also start a streaming hot standby of the "
+                                         "embedded Postgres; retrieval reads go to it.")) -> None:
     """Start the embedded Postgres+pgvector and Redis under the state directory (idempotent).
 
     Services configured externally (RECPLATFORM_DATABASE_URL / RECPLATFORM_BROKER_URL) are left alone.
@@ -31,6 +33,8 @@ def up(worker: bool = typer.Option(False, "--worker", help="Also start one backg
     settings = cli_settings()
     started = time.perf_counter()
     services.up(settings)
+    if with_replica:
+        replica.start_replica(settings)
     if worker:
         start_local_worker(settings)
     console.print(f"[green]ready[/green] in {time.perf_counter() - started:.2f}s")
