@@ -141,6 +141,11 @@ def serving_and_building(settings: Settings | None = None, kind: str = CONTENT) 
                       (kind,))
 
 
+#: How a space's item HNSW index stores vectors: float32, or halfvec (2-byte floats, half the index memory;
+#: pgvector >= 0.7). Chosen at registration as ``params={"storage": "halfvec"}``; see docs/retrieval.md.
+STORAGES = ("vector", "halfvec")
+
+
 def register_space(
     settings: Settings | None,
     name: str,
@@ -159,6 +164,9 @@ def register_space(
         raise ValueError(f"kind: must be 'content' or 'collaborative', got {kind!r}")
     if not isinstance(dimension, int) or not 1 <= dimension <= 2000:
         raise ValueError(f"dimension: must be an integer in 1..2000, got {dimension!r}")
+    storage = (params or {}).get("storage", "vector")
+    if storage not in STORAGES:
+        raise ValueError(f"params.storage: must be one of {', '.join(STORAGES)}, got {storage!r}")
     merged = {"status": BUILDING, **(params or {})}
     with db.transaction(settings) as conn:
         conn.execute(

@@ -1,5 +1,7 @@
 -- Nearest items to p_query in space p_space (HNSW, iterative scan, exact fallback), optionally blended with
--- the popularity prior: score = (1 - w) * cosine_similarity + w * popularity.
+-- the popularity prior: score = (1 - w) * cosine_similarity + w * popularity. A space stored as halfvec
+-- (params.storage) is searched on its halfvec index for twice the candidates, which are re-ranked by their
+-- full-precision distance and cut back: scores and order are float32 cosines, as with vector storage.
 CREATE OR REPLACE FUNCTION rec._rank_by_vector(p_space integer, p_query vector, p_k integer, p_seen text[], p_genres text[],
                                                p_min_year integer, p_max_year integer, p_pop_weight double precision,
                                                p_source text, p_exclude_item text DEFAULT NULL)
@@ -12,7 +14,10 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     v_dim integer;
+    v_storage text;
+    v_order text;
     v_n integer;
+    v_fetch integer;
     v_ef integer;
     v_ids text[];
     v_dists double precision[];
@@ -26,7 +31,8 @@ DECLARE
         ' WHERE e.space_id = %2$s %3$s ORDER BY %4$s LIMIT $6)'
         ' SELECT array_agg(c.item_id ORDER BY c.dist, c.item_id), array_agg(c.dist ORDER BY c.dist, c.item_id) FROM c';
 BEGIN
-    SELECT m.dimension INTO v_dim FROM rec.embedding_models m WHERE m.space_id = p_space;
+    SELECT m.dimension, coalesce(m.params->>'storage', 'vector') INTO v_dim, v_storage
+    FROM rec.embedding_models m WHERE m.space_id = p_space;
     IF v_dim IS NULL THEN
         RAISE EXCEPTION 'unknown embedding space %', p_space USING ERRCODE = '22023', COLUMN = 'space';
     END IF;
@@ -55,18 +61,25 @@ BEGIN
         v_filter := v_filter || ' AND rec._item_matches(i.genres, i.year, $3, $4, $5)';
     END IF;
     -- HNSW with iterative scan: ORDER BY exactly the indexed expression.
-    EXECUTE format(v_sql, v_dim, p_space, v_filter, format('e.embedding::vector(%s) <=> $1', v_dim), v_from)
+    IF v_storage = 'halfvec' THEN
+        v_order := format('e.embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim);
+        v_fetch := 2 * v_n;
+    ELSE
+        v_order := format('e.embedding::vector(%s) <=> $1', v_dim);
+        v_fetch := v_n;
+    END IF;
+    EXECUTE format(v_sql, v_dim, p_space, v_filter, v_order, v_from)
         INTO v_ids, v_dists
-        USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_n, p_exclude_item;
+        USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_fetch, p_exclude_item;
     IF coalesce(cardinality(v_ids), 0) < v_n THEN
         -- Exact scan ("+ 0" keeps the planner off the index): returns all that qualify when fewer than n do.
         EXECUTE format(v_sql, v_dim, p_space, v_filter, format('(e.embedding::vector(%s) <=> $1) + 0', v_dim),
                        v_from)
             INTO v_ids, v_dists
-            USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_n, p_exclude_item;
+            USING p_query, coalesce(p_seen, '{}'::text[]), p_genres, p_min_year, p_max_year, v_fetch, p_exclude_item;
     END IF;
-    v_ids := coalesce(v_ids, '{}');
-    v_dists := coalesce(v_dists, '{}');
+    v_ids := coalesce(v_ids[1:v_n], '{}');
+    v_dists := coalesce(v_dists[1:v_n], '{}');
     IF coalesce(p_pop_weight, 0) <= 0 THEN
         RETURN QUERY
         SELECT u.ord::integer, u.item_id, i.title, 1 - u.dist, p_source
