@@ -22,8 +22,15 @@ What it measures (the same run, the same queries):
 * recall@10 of the SQL function against the exact result with the same filters;
 * HNSW build time and index sizes.
 
-Prints a rich table and writes JSON to ``benchmarks/results/retrieval_latency_<items>.json``.
-Usage: ``python benchmarks/retrieval_latency.py [--items 100000] [--users 10000] [--queries 300]``.
+With ``--halfvec``: the same item vectors also go into a second collaborative space stored as ``halfvec``
+(``params.storage``); its HNSW build time and index size are recorded, and warm queries (taste vector, seen
+items excluded; with and without a genre filter) run through ``rec._rank_by_vector`` on both spaces, interleaved
+query by query (alternating which arm goes first), on one connection: p50 per arm, recall@10 against the numpy
+exact result, the Postgres backend's CPU-seconds per arm beside wall time, and halfvec/vector ratios.
+``--skip-standard`` measures only that comparison (no rec.recommend rows, no exact-scan baselines).
+
+Prints a rich table and writes JSON to ``benchmarks/results/retrieval_latency_<items>[_halfvec].json``.
+Usage: ``python benchmarks/retrieval_latency.py [--items 100000] [--users 10000] [--queries 300] [--halfvec]``.
 """
 
 from __future__ import annotations
@@ -306,6 +313,109 @@ def recall(got: list[list[str]], truth: list[list[str]], k: int) -> float:
     return float(np.mean([len(set(g[:k]) & set(t[:k])) / max(1, min(k, len(t))) for g, t in zip(got, truth)]))
 
 
+# ----- vector vs halfvec storage -----------------------------------------------------------------------------
+RANK = ("SELECT item_id FROM rec._rank_by_vector(%s, %s, %s, %s, %s, NULL, NULL, 0, 'taste')")
+
+
+def build_halfvec_space(settings, space_id: int) -> dict:
+    """A collaborative space stored as halfvec holding the same item vectors as ``space_id``; its build time."""
+    half = spaces.register_space(settings, "bench/collaborative-halfvec/384", spaces.COLLABORATIVE, "bench", DIM, "",
+                                 params={"storage": "halfvec"})
+    with db.connect(settings, autocommit=True) as conn:
+        conn.execute(f"DROP INDEX IF EXISTS rec.item_embeddings_hnsw_{int(half.space_id)}")
+        conn.execute("INSERT INTO rec.item_embeddings (space_id, item_id, embedding, content_hash) "
+                     "SELECT %s, item_id, embedding, content_hash FROM rec.item_embeddings WHERE space_id = %s",
+                     (half.space_id, space_id))
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        t, cpu = time.perf_counter(), time.process_time()
+        with console.status("building the halfvec HNSW index"):
+            conn.execute("SELECT rec.ensure_space_indexes(%s)", (half.space_id,))
+        build_s = time.perf_counter() - t
+        conn.execute("VACUUM ANALYZE rec.item_embeddings")
+        size = conn.execute("SELECT pg_relation_size(%s::regclass)",
+                            (f"rec.item_embeddings_hnsw_{int(half.space_id)}",)).fetchone()[0]
+    return {"space_id": half.space_id, "hnsw_build_s": build_s, "item_index_bytes": size}
+
+
+def _backend_cpu(pid: int) -> float:
+    import psutil  # deferred: only the storage comparison reads the backend's CPU time
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def compare_storage(settings, arms: dict[str, int], vectors: np.ndarray, seen_idx: list, genres: list,
+                    truth: list[list[str]], k: int) -> dict:
+    """Interleaved per query (the first arm alternates): wall ms, backend CPU-seconds and recall@k per arm."""
+    names = list(arms)
+    lat = {n: [] for n in names}
+    cpu = {n: 0.0 for n in names}
+    got = {n: [] for n in names}
+    with db.connect(settings, autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            _backend_cpu(pid)
+            local = True
+        except Exception:  # noqa: BLE001 - an external server (or another OS user's backend): no CPU figures
+            local = False
+        for j in range(min(5, len(vectors))):  # warm caches for both arms
+            for n in names:
+                conn.execute(RANK, (arms[n], vectors[j], k, [f"i{i}" for i in seen_idx[j]], genres[j])).fetchall()
+        for j, (q, s, g) in enumerate(zip(vectors, seen_idx, genres)):
+            seen = [f"i{i}" for i in s]
+            for n in (names if j % 2 == 0 else names[::-1]):
+                c0 = _backend_cpu(pid) if local else 0.0
+                ms, rows = timed(conn, RANK, (arms[n], q, k, seen, g))
+                cpu[n] += (_backend_cpu(pid) - c0) if local else 0.0
+                lat[n].append(ms)
+                got[n].append([r[0] for r in rows])
+    out = {}
+    for n in names:
+        out[n] = {**percentiles(lat[n]), "recall_at_k_vs_numpy": recall(got[n], truth, k),
+                  "wall_s": sum(lat[n]) / 1000, "backend_cpu_s": cpu[n] if local else None}
+    return out
+
+
+def storage_comparison(settings, data, space_id: int, build: dict, warm_users, genre_pick, k: int) -> dict:
+    half = build_halfvec_space(settings, space_id)
+    item_genre_sets = [set(g) for g in data["genres"]]
+    arms = {"vector": space_id, "halfvec": half["space_id"]}
+    vectors = data["taste"][warm_users]
+    seen_idx = [data["histories"][u] for u in warm_users]
+    result = {"halfvec_build": half, "vector_item_index_bytes": build["item_index_bytes"], "rows": {}}
+    for name, genres in (("warm (taste)", [None] * len(warm_users)),
+                         ("warm + genre filter", [[g] for g in genre_pick])):
+        masks = [None if g is None else np.fromiter((g[0] in s for s in item_genre_sets), bool, len(item_genre_sets))
+                 for g in genres]
+        _, truth = numpy_brute(data["items"], masks, vectors, seen_idx, k)
+        with console.status(f"vector vs halfvec, interleaved: {name}"):
+            row = compare_storage(settings, arms, vectors, seen_idx, genres, truth, k)
+        row["halfvec_over_vector_p50"] = row["halfvec"]["p50_ms"] / row["vector"]["p50_ms"]
+        if row["vector"]["backend_cpu_s"]:
+            row["halfvec_over_vector_cpu"] = row["halfvec"]["backend_cpu_s"] / row["vector"]["backend_cpu_s"]
+        result["rows"][name] = row
+    result["halfvec_over_vector_index_bytes"] = half["item_index_bytes"] / max(1, build["item_index_bytes"])
+    return result
+
+
+def print_storage(result: dict) -> None:
+    table = Table(title="vector vs halfvec item storage: rec._rank_by_vector, interleaved per query, exclude seen")
+    for col in ("query", "arm", "p50 ms", "p99 ms", "wall s", "backend CPU s", "recall@k vs numpy", "halfvec/vector p50"):
+        table.add_column(col, justify="right" if col not in ("query", "arm") else "left")
+    for name, row in result["rows"].items():
+        for arm in ("vector", "halfvec"):
+            st = row[arm]
+            table.add_row(name, arm, f"{st['p50_ms']:.2f}", f"{st['p99_ms']:.2f}", f"{st['wall_s']:.2f}",
+                          "" if st["backend_cpu_s"] is None else f"{st['backend_cpu_s']:.2f}",
+                          f"{st['recall_at_k_vs_numpy']:.3f}",
+                          f"{row['halfvec_over_vector_p50']:.2f}x" if arm == "halfvec" else "")
+    console.print(table)
+    hb = result["halfvec_build"]
+    console.print(f"item HNSW index: vector {result['vector_item_index_bytes'] / 2**20:.1f} MiB, halfvec "
+                  f"{hb['item_index_bytes'] / 2**20:.1f} MiB ({result['halfvec_over_vector_index_bytes']:.2f}x); "
+                  f"halfvec build {hb['hnsw_build_s']:.1f} s")
+
+
 # ----- main -------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -317,6 +427,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    parser.add_argument("--halfvec", action="store_true", help="also compare vector with halfvec item storage")
+    parser.add_argument("--skip-standard", action="store_true",
+                        help="with --halfvec: only the storage comparison (no rec.recommend rows or exact baselines)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     k = args.k
@@ -340,6 +453,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows: dict[str, dict] = {}
     results: dict[str, list] = {}
+    storage = None
+    if args.halfvec:
+        storage = storage_comparison(settings, data, space_id, build, warm_users, genre_pick, k)
+    if args.skip_standard:
+        if storage is None:
+            parser.error("--skip-standard needs --halfvec")
+        return _finish(args, settings, build, n_cold, data, k, {}, {}, storage)
     with db.connect(settings) as conn:
         cold_strategy, cold_prior = conn.execute(
             "SELECT strategy, popularity_weight FROM rec.retrieval_defaults WHERE user_type = 'cold'").fetchone()
@@ -396,7 +516,11 @@ def main(argv: list[str] | None = None) -> dict:
             "numpy_over_hnsw_p50": np_stats["p50_ms"] / rows[name]["p50_ms"],
         }
         assert all(len(r) == k for r in got), f"{name}: a query returned fewer than k rows"
+    return _finish(args, settings, build, n_cold, data, k, rows, comparisons, storage)
 
+
+def _finish(args, settings, build, n_cold, data, k, rows, comparisons, storage) -> dict:
+    """Print the tables, write the JSON, drop the database (unless --keep)."""
     with db.connect(settings, vector=False) as conn:
         versions = conn.execute("SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
                                 ).fetchone()
@@ -409,9 +533,15 @@ def main(argv: list[str] | None = None) -> dict:
                     "note": "shared machine: other engineers ran tests and builds during the measurement"},
         "build": build, "latency": rows, "baselines": comparisons,
     }
-    print_report(report)
+    if storage is not None:
+        report["storage"] = storage
+    if rows:
+        print_report(report)
+    if storage is not None:
+        print_storage(storage)
     args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / f"retrieval_latency_{args.items}.json"
+    suffix = "_halfvec" if storage is not None else ""
+    path = args.output / f"retrieval_latency_{args.items}{suffix}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     console.print(f"wrote {path}")
     if not args.keep:
