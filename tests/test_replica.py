@@ -101,6 +101,35 @@ def test_a_new_item_becomes_visible_on_the_standby_and_the_lag_is_reported(stand
     assert row.detail.startswith("lag 0 bytes, 0.00s (replayed ")
 
 
+def test_cli_up_replica_status_and_read_commands(standby, monkeypatch):
+    """`up --replica` (idempotent here), `status` lists the standby, `recommend` reads the standby's rows."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from recplatform.cli import app
+    from recplatform.config import get_settings
+
+    settings, _, _ = standby
+    monkeypatch.setenv("RECPLATFORM_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("RECPLATFORM_DATABASE_NAME", settings.database_name)
+    monkeypatch.setenv("COLUMNS", "400")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    pid = replica.replica_pid(settings)
+    result = runner.invoke(app, ["up", "--replica"])
+    assert result.exit_code == 0, result.output
+    assert replica.replica_pid(settings) == pid  # the running standby is kept
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if row.lstrip("│ ").startswith("replica "))
+    assert "running" in line and str(pid) in line and "lag" in line
+    result = runner.invoke(app, ["recommend", "u150", "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    expected = _primary_rows(settings, "SELECT item_id FROM rec.recommend('u150', 3)")
+    assert [r["item_id"] for r in json.loads(result.output)] == [i for i, in expected]
+
+
 def test_stopping_the_standby_sends_reads_back_to_the_primary(standby):
     settings, _, _ = standby
     assert replica.stop_replica(settings)
