@@ -1,4 +1,4 @@
-"""Implicit-feedback matrix factorisation (ALS) in pure numpy: strengths, the solver, fold-in, MIPS augmentation.
+"""Implicit-feedback matrix factorisation (ALS) in numpy: the batched solver, fold-in, loss, MIPS augmentation.
 
 Why: on MovieLens the LLM content space carries little taste; interactions do. The maths lives here, with no
 database: :mod:`.training` stores the result as a space (kind ``collaborative``) and :mod:`.taste` folds users in
@@ -11,7 +11,8 @@ Formulas (Hu, Koren & Volinsky 2008, "Collaborative filtering for implicit feedb
       r_ui = sum_events  weight * (rating / rating_max  if rating is known else 1) * 2^(-Δt / half_life)
 
   where Δt is the time between the event and the user's latest event (recency *within* the user's history,
-  so old datasets are not all decayed to zero).
+  so old datasets are not all decayed to zero). Computed in SQL (:mod:`.storage`); only pairs with a positive,
+  finite r_ui enter the model, and users left with none get no taste vector.
 * Confidence ``c_ui = 1 + alpha * r_ui`` and preference ``p_ui = 1`` for observed pairs (0 otherwise).
 * Objective, alternating exact least squares for X (users, f factors) and Y (items)::
 
@@ -70,6 +71,7 @@ class Interactions:
     indptr: np.ndarray
     indices: np.ndarray
     strength: np.ndarray
+    versions: np.ndarray | None = None  # per user: the newest interaction id of their history (taste version)
 
     def user_rows(self, u: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[u], self.indptr[u + 1]
@@ -87,29 +89,17 @@ class Factors:
     history: list[float] = field(default_factory=list)
 
 
-# ----- strengths --------------------------------------------------------------------------------------
-def strengths(user_idx: np.ndarray, ratings: np.ndarray, weights: np.ndarray, occurred: np.ndarray,
-              params: CollaborativeParams) -> np.ndarray:
-    """Per-event strength: weight × rating/rating_max × 2^(-Δt/half_life), Δt from the user's latest event.
-
-    ``occurred`` is seconds since the epoch; ``ratings`` uses NaN for "no rating".
-    """
-    latest = np.full(user_idx.max() + 1 if len(user_idx) else 0, -np.inf)
-    np.maximum.at(latest, user_idx, occurred)
-    age_days = (latest[user_idx] - occurred) / 86400.0
-    rating_factor = np.where(np.isnan(ratings), 1.0, ratings / params.rating_max)
-    return weights * rating_factor * np.power(2.0, -age_days / params.half_life_days)
-
-
-def to_csr(u: np.ndarray, i: np.ndarray, s: np.ndarray, user_ids: list[str], item_ids: list[str]) -> Interactions:
-    """Events (user index, item index, strength) as the CSR matrix; duplicate pairs are summed."""
+# ----- sparse layout ---------------------------------------------------------------------------------
+def to_csr(u: np.ndarray, i: np.ndarray, s: np.ndarray, user_ids: list[str], item_ids: list[str],
+           versions: np.ndarray | None = None) -> Interactions:
+    """(user index, item index, strength) triples as the CSR matrix; duplicate pairs are summed."""
     from scipy.sparse import coo_matrix  # deferred: scipy (keeps `recplatform --help` fast)
 
     m = coo_matrix((s, (u, i)), shape=(len(user_ids), len(item_ids))).tocsr()  # duplicates are summed
     m.sum_duplicates()
     m.eliminate_zeros()
     return Interactions(user_ids, item_ids, m.indptr.astype(np.int64), m.indices.astype(np.int64),
-                        m.data.astype(float))
+                        m.data.astype(float), versions)
 
 
 def _transpose(data: Interactions) -> Interactions:
@@ -122,25 +112,80 @@ def _transpose(data: Interactions) -> Interactions:
 
 
 # ----- ALS ------------------------------------------------------------------------------------------
+BATCH_ENTRIES = 1 << 19  # padded (row, interaction) entries gathered at once by solve_rows (~128 MB at f = 32)
+BATCH_ROWS = 8192  # rows whose f × f systems are stacked into one batched solve
+
+
 def solve_rows(other: np.ndarray, gram: np.ndarray, data: Interactions, reg: float, alpha: float) -> np.ndarray:
-    """One ALS half-step: for every row r, x_r = (G + O_Iᵀ(C_r - I)O_I + λI)^-1 O_Iᵀ c_r (the fold-in formula)."""
+    """One ALS half-step: for every row r, x_r = (G + O_Iᵀ(C_r - I)O_I + λI)^-1 O_Iᵀ c_r (the fold-in formula).
+
+    Vectorised: rows are sorted by length and cut into batches of similar length; each batch gathers its rows'
+    factors into one zero-padded array (B × L × f), forms the B systems with two batched matrix products and
+    solves them with one stacked ``np.linalg.solve``. The same exact solution as :func:`fold_in` row by row.
+    Rows without interactions stay zero.
+    """
     f = other.shape[1]
     out = np.zeros((len(data.indptr) - 1, f))
     base = gram + reg * np.eye(f)
-    for r in range(len(data.indptr) - 1):
-        idx, s = data.user_rows(r)
-        if len(idx) == 0:
-            continue
-        out[r] = fold_in(other[idx], s, base, alpha)
+    lengths = np.diff(data.indptr)
+    order = np.argsort(lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    start = 0
+    while start < len(order):
+        longest = lengths[order[min(start + BATCH_ROWS, len(order)) - 1]]
+        rows_fit = max(1, min(BATCH_ROWS, BATCH_ENTRIES // max(int(longest), 1)))
+        # lengths ascend, so the batch's longest row is its last one: shrink until B × L fits
+        end = min(start + rows_fit, len(order))
+        while end - start > 1 and (end - start) * int(lengths[order[end - 1]]) > BATCH_ENTRIES:
+            end = start + max(1, (end - start) // 2)
+        rows = order[start:end]
+        out[rows] = _solve_batch(other, base, data, rows, int(lengths[rows[-1]]), alpha)
+        start = end
     return out
 
 
+def _solve_batch(other: np.ndarray, base: np.ndarray, data: Interactions, rows: np.ndarray, width: int,
+                 alpha: float) -> np.ndarray:
+    """x_r for a batch of rows, their interactions zero-padded to ``width`` (padding has confidence 0)."""
+    lens = data.indptr[rows + 1] - data.indptr[rows]
+    offsets = np.arange(width)
+    mask = offsets[None, :] < lens[:, None]
+    pos = np.where(mask, data.indptr[rows][:, None] + offsets[None, :], 0)
+    y = other[data.indices[pos]]  # B × L × f
+    extra = np.where(mask, alpha * data.strength[pos], 0.0)  # c - 1 on real entries, 0 on padding
+    a = base + np.matmul(np.swapaxes(y * extra[:, :, None], 1, 2), y)
+    b = np.matmul(np.swapaxes(y, 1, 2), (extra + mask)[:, :, None])  # Y_Iᵀ c (c = 1 + extra on real entries)
+    try:
+        x = np.linalg.solve(a, b)[:, :, 0]
+    except np.linalg.LinAlgError:  # singular only when λ = 0 and the factors are degenerate: least squares
+        x = np.matmul(np.linalg.pinv(a), b)[:, :, 0]
+    x[~np.isfinite(x).all(axis=1)] = 0.0  # never hand on NaN / inf (such rows are skipped when stored)
+    return x
+
+
 def fold_in(item_factors: np.ndarray, strength: np.ndarray, base: np.ndarray, alpha: float) -> np.ndarray:
-    """x = (base + Y_Iᵀ diag(c - 1) Y_I)^-1 Y_Iᵀ c with c = 1 + alpha·strength and base = YᵀY + λI."""
+    """x = (base + Y_Iᵀ diag(c - 1) Y_I)^-1 Y_Iᵀ c with c = 1 + alpha·strength and base = YᵀY + λI.
+
+    Only positive, finite strengths enter (a non-positive confidence would make the system indefinite);
+    returns a zero vector when none is left or the solution is not finite (callers skip zero vectors).
+    """
+    keep = np.isfinite(strength) & (strength > 0)
+    if not keep.any():
+        return np.zeros(base.shape[0])
+    item_factors, strength = item_factors[keep], strength[keep]
     conf = 1.0 + alpha * strength
     a = base + (item_factors.T * (conf - 1.0)) @ item_factors
     b = item_factors.T @ conf
-    return np.linalg.solve(a, b)
+    try:
+        x = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        x = np.linalg.pinv(a) @ b
+    return x if np.isfinite(x).all() else np.zeros(base.shape[0])
+
+
+def usable(vectors: np.ndarray) -> np.ndarray:
+    """Rows that may be stored: finite and not zero (a zero or NaN taste would give NaN cosine scores)."""
+    return np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
 
 
 def als(data: Interactions, params: CollaborativeParams, progress: bool = False) -> Factors:
@@ -162,13 +207,24 @@ def als(data: Interactions, params: CollaborativeParams, progress: bool = False)
     return Factors(users, items, params, time.perf_counter() - started, history)
 
 
-def _loss(data: Interactions, users: np.ndarray, items: np.ndarray, params: CollaborativeParams) -> float:
-    """The objective, computed without densifying: sum over all pairs of p=0 terms via Gram matrices."""
-    rows = np.repeat(np.arange(len(data.indptr) - 1), np.diff(data.indptr))
-    pred = np.einsum("ij,ij->i", users[rows], items[data.indices])
-    conf = 1.0 + params.alpha * data.strength
+def _loss(data: Interactions, users: np.ndarray, items: np.ndarray, params: CollaborativeParams,
+          chunk: int = 1 << 20) -> float:
+    """The objective, computed without densifying: sum over all pairs of p=0 terms via Gram matrices.
+
+    The observed terms are summed over chunks of about ``chunk`` interactions (bounded memory at 10M)."""
+    observed = 0.0
+    n_rows = len(data.indptr) - 1
+    lo = 0
+    while lo < n_rows:
+        hi = int(np.searchsorted(data.indptr, data.indptr[lo] + chunk, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_rows)
+        a, b = data.indptr[lo], data.indptr[hi]
+        rows = np.repeat(np.arange(lo, hi), np.diff(data.indptr[lo:hi + 1]))
+        pred = np.einsum("ij,ij->i", users[rows], items[data.indices[a:b]])
+        conf = 1.0 + params.alpha * data.strength[a:b]
+        observed += float(np.sum(conf * (1 - pred) ** 2) - np.sum(pred ** 2))
+        lo = hi
     all_zero = float(np.sum((users.T @ users) * (items.T @ items)))  # sum_{u,i} (x_u·y_i)^2
-    observed = float(np.sum(conf * (1 - pred) ** 2) - np.sum(pred ** 2))
     reg = params.reg * float(np.sum(users ** 2) + np.sum(items ** 2))
     return all_zero + observed + reg
 
