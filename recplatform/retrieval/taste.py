@@ -92,17 +92,24 @@ def refresh_user_taste(user_ids: Sequence[str], settings: Settings | None = None
         return 0
     with db.transaction(settings) as conn:
         folded = fold_in_users(conn, space, user_ids)
-        if folded.dropped:
-            conn.execute(sql.DELETE_TASTE, {"space_id": space.space_id, "ids": list(folded.dropped),
-                                            "versions": list(folded.dropped.values())})
-        written = 0
-        if folded.user_ids:
-            written = conn.execute(sql.UPSERT_TASTE, {
-                "space_id": space.space_id, "ids": folded.user_ids, "vecs": list(folded.vectors),
-                "hashes": folded.hashes, "versions": folded.versions}).rowcount
+        written = write_tastes(conn, space, folded)
     log.info("refreshed taste of %d users in space %s (%d computed, %d without a usable history)", written,
              space.name, len(folded.user_ids), len(folded.dropped))
     return written
+
+
+def write_tastes(conn, space: Space, folded: FoldedIn) -> int:
+    """Write computed tastes and remove those of users without a usable history, version-guarded: a vector
+    replaces only one of the same or an older version, and a removal only one no newer than the history the
+    fold-in saw. Returns how many vectors were written."""
+    if folded.dropped:
+        conn.execute(sql.DELETE_TASTE, {"space_id": space.space_id, "ids": list(folded.dropped),
+                                        "versions": list(folded.dropped.values())})
+    if not folded.user_ids:
+        return 0
+    return conn.execute(sql.UPSERT_TASTE, {
+        "space_id": space.space_id, "ids": folded.user_ids, "vecs": list(folded.vectors),
+        "hashes": folded.hashes, "versions": folded.versions}).rowcount
 
 
 def stale_users(settings: Settings | None = None, limit: int = 100_000) -> list[str]:
