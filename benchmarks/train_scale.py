@@ -174,7 +174,7 @@ def _baseline_als(data, params):
     for _ in range(params.iterations):
         items = _baseline_solve_rows(users, users.T @ users, by_item, params.reg, params.alpha)
         users = _baseline_solve_rows(items, items.T @ items, data, params.reg, params.alpha)
-    return users
+    return users, items
 
 
 # ----- one arm (in a subprocess) --------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def run_arm(arm: str, n: int, factors_out: Path | None) -> dict:
     if arm == "baseline":
         data = _baseline_load(settings, params)
         phases["load"] = time.perf_counter() - wall0
-        users = _baseline_als(data, params)
+        users, _ = _baseline_als(data, params)
     elif arm == "new":
         with db.connect(settings, vector=False) as conn, conn.transaction():
             conn.execute("SET LOCAL work_mem = '256MB'")

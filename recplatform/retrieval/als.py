@@ -119,46 +119,56 @@ BATCH_ROWS = 8192  # rows whose f × f systems are stacked into one batched solv
 def solve_rows(other: np.ndarray, gram: np.ndarray, data: Interactions, reg: float, alpha: float) -> np.ndarray:
     """One ALS half-step: for every row r, x_r = (G + O_Iᵀ(C_r - I)O_I + λI)^-1 O_Iᵀ c_r (the fold-in formula).
 
-    Vectorised: rows are sorted by length and cut into batches of similar length; each batch gathers its rows'
-    factors into one zero-padded array (B × L × f), forms the B systems with two batched matrix products and
-    solves them with one stacked ``np.linalg.solve``. The same exact solution as :func:`fold_in` row by row.
-    Rows without interactions stay zero.
+    Vectorised, with the exact solution of :func:`fold_in` row by row:
+
+    * ``O_Iᵀ c_r`` for all rows at once as one sparse × dense product;
+    * rows sorted by length and cut into batches of similar length (padding ≤ 25 %, at most
+      :data:`BATCH_ENTRIES` padded entries); a batch gathers its rows' factors scaled by ``sqrt(c - 1)`` into one
+      zero-padded B × L × f array, and ``O_Iᵀ(C_r - I)O_I`` for the batch is one batched matrix product;
+    * the B f × f systems are solved by one stacked ``np.linalg.solve``.
+
+    Rows without interactions stay zero. Needs ``alpha · strength ≥ 0`` (only positive strengths are loaded).
     """
+    from scipy.sparse import csr_matrix  # deferred: scipy (keeps `recplatform --help` fast)
+
     f = other.shape[1]
-    out = np.zeros((len(data.indptr) - 1, f))
+    n_rows = len(data.indptr) - 1
+    conf = csr_matrix((1.0 + alpha * data.strength, data.indices, data.indptr), shape=(n_rows, other.shape[0]))
+    rhs = np.asarray(conf @ other)
+    out = np.zeros((n_rows, f))
     base = gram + reg * np.eye(f)
+    root = np.sqrt(alpha * data.strength)
     lengths = np.diff(data.indptr)
     order = np.argsort(lengths, kind="stable")
     order = order[lengths[order] > 0]
+    sorted_lengths = lengths[order]
     start = 0
     while start < len(order):
-        longest = lengths[order[min(start + BATCH_ROWS, len(order)) - 1]]
-        rows_fit = max(1, min(BATCH_ROWS, BATCH_ENTRIES // max(int(longest), 1)))
-        # lengths ascend, so the batch's longest row is its last one: shrink until B × L fits
-        end = min(start + rows_fit, len(order))
-        while end - start > 1 and (end - start) * int(lengths[order[end - 1]]) > BATCH_ENTRIES:
-            end = start + max(1, (end - start) // 2)
+        shortest = int(sorted_lengths[start])
+        # rows up to 1.25 × the shortest length, and B × L within the budget
+        end = int(np.searchsorted(sorted_lengths, max(shortest + 1, int(shortest * 1.25)), side="right"))
+        width = int(lengths[order[end - 1]])
+        end = min(end, start + max(1, min(BATCH_ROWS, BATCH_ENTRIES // width)))
         rows = order[start:end]
-        out[rows] = _solve_batch(other, base, data, rows, int(lengths[rows[-1]]), alpha)
+        out[rows] = _solve_batch(other, base, data, root, rhs[rows], rows, int(lengths[rows[-1]]))
         start = end
     return out
 
 
-def _solve_batch(other: np.ndarray, base: np.ndarray, data: Interactions, rows: np.ndarray, width: int,
-                 alpha: float) -> np.ndarray:
-    """x_r for a batch of rows, their interactions zero-padded to ``width`` (padding has confidence 0)."""
+def _solve_batch(other: np.ndarray, base: np.ndarray, data: Interactions, root: np.ndarray, rhs: np.ndarray,
+                 rows: np.ndarray, width: int) -> np.ndarray:
+    """x_r for a batch of rows, their interactions zero-padded to ``width`` (padding has weight 0)."""
     lens = data.indptr[rows + 1] - data.indptr[rows]
     offsets = np.arange(width)
     mask = offsets[None, :] < lens[:, None]
     pos = np.where(mask, data.indptr[rows][:, None] + offsets[None, :], 0)
-    y = other[data.indices[pos]]  # B × L × f
-    extra = np.where(mask, alpha * data.strength[pos], 0.0)  # c - 1 on real entries, 0 on padding
-    a = base + np.matmul(np.swapaxes(y * extra[:, :, None], 1, 2), y)
-    b = np.matmul(np.swapaxes(y, 1, 2), (extra + mask)[:, :, None])  # Y_Iᵀ c (c = 1 + extra on real entries)
+    y = np.take(other, np.take(data.indices, pos), axis=0)  # B × L × f
+    np.multiply(y, np.where(mask, np.take(root, pos), 0.0)[:, :, None], out=y)  # rows of sqrt(c - 1) · O_I
+    a = base + np.matmul(np.swapaxes(y, 1, 2), y)
     try:
-        x = np.linalg.solve(a, b)[:, :, 0]
+        x = np.linalg.solve(a, rhs[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:  # singular only when λ = 0 and the factors are degenerate: least squares
-        x = np.matmul(np.linalg.pinv(a), b)[:, :, 0]
+        x = np.matmul(np.linalg.pinv(a), rhs[:, :, None])[:, :, 0]
     x[~np.isfinite(x).all(axis=1)] = 0.0  # never hand on NaN / inf (such rows are skipped when stored)
     return x
 
@@ -220,7 +230,7 @@ def _loss(data: Interactions, users: np.ndarray, items: np.ndarray, params: Coll
         hi = min(max(hi, lo + 1), n_rows)
         a, b = data.indptr[lo], data.indptr[hi]
         rows = np.repeat(np.arange(lo, hi), np.diff(data.indptr[lo:hi + 1]))
-        pred = np.einsum("ij,ij->i", users[rows], items[data.indices[a:b]])
+        pred = np.einsum("ij,ij->i", np.take(users, rows, axis=0), np.take(items, data.indices[a:b], axis=0))
         conf = 1.0 + params.alpha * data.strength[a:b]
         observed += float(np.sum(conf * (1 - pred) ** 2) - np.sum(pred ** 2))
         lo = hi
