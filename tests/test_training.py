@@ -110,7 +110,7 @@ def test_synthetic_blocks_are_skewed_and_sized():
 
 # ----- item 10: non-positive strengths ------------------------------------------------------------------------
 def test_users_without_positive_strength_are_skipped_in_training_and_fold_in(small):
-    settings, dataset = small
+    settings, _dataset = small
     when = datetime(2030, 1, 1, tzinfo=timezone.utc)
     with db.transaction(settings) as conn:  # what ingestion may refuse one day; the maths must hold anyway
         conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating, weight, occurred_at) VALUES "
@@ -220,7 +220,7 @@ def test_interactions_during_a_training_reach_the_new_space(small):
     thread.join(120)
     assert result["space"].space_id != first.space_id and spaces.active_space(
         settings, spaces.COLLABORATIVE).space_id == result["space"].space_id
-    (vec, version), = rows(settings, ACTIVE_TASTE, ("u7",))
+    (_vec, version), = rows(settings, ACTIVE_TASTE, ("u7",))
     assert version == rows(settings, "SELECT max(interaction_id) FROM rec.interactions WHERE user_id = 'u7'")[0][0]
     assert {r[4] for r in rows(settings, "SELECT * FROM rec.recommend('u7', 5)")} == {"taste"}
 

@@ -14,7 +14,6 @@ from pgvector import Vector
 from recplatform.retrieval import sql
 from recplatform.retrieval.als import CollaborativeParams, Interactions, to_csr
 
-
 # (user, item) strengths aggregated in SQL (als.py's formula), dense indices assigned in SQL (C collation =
 # Python's code-point order), in temporary tables dropped at commit. Only positive, finite strengths are kept.
 _PAIRS = """
