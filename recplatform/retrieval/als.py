@@ -1,4 +1,4 @@
-"""Implicit-feedback matrix factorisation (ALS) in numpy: the batched solver, fold-in, loss, MIPS augmentation.
+"""Implicit-feedback matrix factorisation (ALS): sweeps by `implicit`, the exact batched user step, fold-in, MIPS.
 
 Why: on MovieLens the LLM content space carries little taste; interactions do. The maths lives here, with no
 database: :mod:`.training` stores the result as a space (kind ``collaborative``) and :mod:`.taste` folds users in
@@ -14,7 +14,8 @@ Formulas (Hu, Koren & Volinsky 2008, "Collaborative filtering for implicit feedb
   so old datasets are not all decayed to zero). Computed in SQL (:mod:`.storage`); only pairs with a positive,
   finite r_ui enter the model, and users left with none get no taste vector.
 * Confidence ``c_ui = 1 + alpha * r_ui`` and preference ``p_ui = 1`` for observed pairs (0 otherwise).
-* Objective, alternating exact least squares for X (users, f factors) and Y (items)::
+* Objective, alternating least squares for X (users, f factors) and Y (items) (sweeps by `implicit`, conjugate
+  gradient; the last user step exact)::
 
       min_{X,Y}  sum_{u,i} c_ui (p_ui - x_u·y_i)^2  +  lambda (sum_u |x_u|^2 + sum_i |y_i|^2)
 
@@ -39,10 +40,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
-from rich.progress import track
+from rich.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -199,22 +199,27 @@ def usable(vectors: np.ndarray) -> np.ndarray:
 
 
 def als(data: Interactions, params: CollaborativeParams, progress: bool = False) -> Factors:
-    """Train X, Y by alternating least squares; the last step is the user step (= fold-in of every user)."""
+    """Train X, Y by alternating least squares: ``params.iterations`` sweeps of ``implicit``'s CPU ALS (the same
+    objective and confidences, conjugate-gradient steps in float32, multi-threaded), then one exact user step in
+    float64 with :func:`solve_rows` — the fold-in formula, so every stored taste is exactly what
+    ``refresh_user_taste`` computes from the same item factors."""
+    from implicit.cpu.als import AlternatingLeastSquares  # deferred: implicit (compiled, heavy import)
+    from scipy.sparse import csr_matrix  # deferred: scipy
+    from threadpoolctl import threadpool_limits  # deferred: with implicit's own threads, BLAS runs one thread
+
     started = time.perf_counter()
-    rng = np.random.default_rng(params.seed)
-    n_u, n_i, f = len(data.user_ids), len(data.item_ids), params.factors
-    users = rng.normal(0, 0.01, (n_u, f))
-    items = rng.normal(0, 0.01, (n_i, f))
-    by_item = _transpose(data)
-    history = []
-    iterator: Iterable[int] = range(params.iterations)
-    if progress:
-        iterator = track(iterator, description="ALS iterations")
-    for _ in iterator:
-        items = solve_rows(users, users.T @ users, by_item, params.reg, params.alpha)
-        users = solve_rows(items, items.T @ items, data, params.reg, params.alpha)
-        history.append(_loss(data, users, items, params))
-    return Factors(users, items, params, time.perf_counter() - started, history)
+    shape = (len(data.user_ids), len(data.item_ids))
+    confidence = csr_matrix(((1.0 + params.alpha * data.strength).astype(np.float32), data.indices, data.indptr),
+                            shape=shape)  # implicit reads c_ui itself (its alpha = 1)
+    with threadpool_limits(limits=1, user_api="blas"), Progress(disable=not progress) as bar:
+        model = AlternatingLeastSquares(factors=params.factors, regularization=params.reg, alpha=1.0,
+                                        iterations=params.iterations, random_state=params.seed,
+                                        calculate_training_loss=False)
+        task = bar.add_task("ALS iterations", total=params.iterations)
+        model.fit(confidence, show_progress=False, callback=lambda *_: bar.advance(task))
+    items = np.asarray(model.item_factors, dtype=float)
+    users = solve_rows(items, items.T @ items, data, params.reg, params.alpha)
+    return Factors(users, items, params, time.perf_counter() - started, [_loss(data, users, items, params)])
 
 
 def _loss(data: Interactions, users: np.ndarray, items: np.ndarray, params: CollaborativeParams,

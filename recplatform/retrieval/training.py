@@ -115,10 +115,10 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
     if fit_coldstart:
         coldstart.fit_demographic_map(settings, space)
     caught_up = catch_up(settings, watermark)
-    log.info("collaborative space %s (id %s): %d users, %d items, %d factors, loss %.1f → %.1f; load %.1fs, ALS "
+    log.info("collaborative space %s (id %s): %d users, %d items, %d factors, loss %.1f; load %.1fs, ALS "
              "%.1fs, store %.1fs, %.1fs in all; %d users folded in again and %d items mapped after activation",
              space.name, space.space_id, len(data.user_ids), len(data.item_ids), params.factors,
-             factors.history[0], factors.history[-1], loaded, factors.seconds, stored,
+             factors.history[-1], loaded, factors.seconds, stored,
              time.perf_counter() - started, caught_up[0], caught_up[1])
     return space
 
