@@ -15,7 +15,8 @@ Per split:
    content_weight)`` for every test user and platform variant; the database is dropped afterwards.
 
 Which platform strategy is the default comes from ``rec.retrieval_defaults`` (what ``rec.recommend`` serves
-when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise.
+when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise. Which
+strategies are evaluated, and the largest k, come from the database too (``rec.strategies``, ``rec.limits()``).
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from recplatform.embedding.encoder import load_encoder
 from recplatform.evaluation.protocols import Split
 from recplatform.ingest import ingest
 from recplatform.retrieval.training import train_collaborative_space
+from recplatform.retrieval.limits import Limits, read_limits
 
 log = logging.getLogger(__name__)
 
-COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learned_map", "prompt")
-WARM_STRATEGIES: tuple[str, ...] = ("taste",)
+# Strategies the harness does not run through rec.recommend: its global-popularity baseline ranks the same way.
+BASELINE_STRATEGIES: tuple[str, ...] = ("popularity",)
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
 # Warm taste blended with the content space: 0 = collaborative taste only, 1 = content-space taste only.
 CONTENT_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
@@ -52,7 +54,6 @@ NEW_ITEM_PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1)
 NEIGHBOR_COUNTS: tuple[int, ...] = (50, 200)
 NEIGHBOR_PRIOR_WEIGHTS: tuple[float, ...] = (0.1, 0.3)
 _counter = itertools.count(1)
-MAX_K = 1000  # rec.recommend's documented maximum k
 FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
@@ -116,13 +117,16 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
     return Variant(strategy, weight, content).name
 
 
-def strategies_for(protocol: str) -> list[Variant]:
-    """The rec.recommend variants evaluated on a protocol."""
+def strategies_for(protocol: str, limit: Limits) -> list[Variant]:
+    """The rec.recommend variants evaluated on a protocol: on cold users every strategy that serves them, on
+    warm users those that need a user's history (``rec.strategies``), each with prior/content weights."""
     if protocol == "cold-user":
-        return ([Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+        cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
+        return ([Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
     priors = NEW_ITEM_PRIOR_WEIGHTS if protocol == "new-item" else PRIOR_WEIGHTS
-    return [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS for w in priors]
+    warm = [s for s in limit.strategies if s not in limit.cold_strategies]
+    return [Variant(s, w, c) for s in warm for c in CONTENT_WEIGHTS for w in priors]
 
 
 def available(settings: Settings | None = None) -> tuple[bool, str]:
@@ -247,14 +251,15 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
             if not conn.execute(HAS_RECOMMEND_SQL).fetchone()[0]:
                 return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
             defaults = _defaults(conn)
+            limit = read_limits(conn)
         default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
         default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
-        for variant in strategies_for(split.protocol):
+        for variant in strategies_for(split.protocol, limit):
             t0 = time.perf_counter()
             recs = recommend_all(settings, users, variant.strategy, variant.popularity_weight,
-                                 min(depth or config.max_k, MAX_K), variant.content_weight, variant.neighbors)
+                                 min(depth or config.max_k, limit.max_k), variant.content_weight, variant.neighbors)
             seconds = time.perf_counter() - t0
             served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs, seconds,
                                          default is not None and variant.matches(default),
