@@ -101,6 +101,7 @@ user_embeddings = Table(
     Column("embedding", Vector(), nullable=False),
     Column("content_hash", Text, nullable=False),
     Column("embedded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("version", BigInteger),  # taste vectors: the newest interaction id they include (migration 0004)
     CheckConstraint("kind IN ('demographic', 'taste')", name="user_embeddings_kind"),
 )
 

@@ -106,7 +106,7 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
         console.print(f"content space {space.name}: {done.done}/{done.total} embedded")
 
     with steps.step("6. train the collaborative space and the cold-start map"):
-        trained = training.train_collaborative_space(settings, progress=True)
+        trained = training.train_collaborative_space(settings, progress=True, wait=True)
         console.print(f"collaborative space {trained.name} ({trained.dimension} dimensions) is active")
 
     with steps.step("7. a user arrives (demographics only) and is embedded"):

@@ -36,6 +36,7 @@ def train(
     alpha: float = typer.Option(_DEFAULTS.alpha, "--alpha", min=0.0, help="Confidence slope: c = 1 + alpha * strength."),
     half_life_days: float = typer.Option(_DEFAULTS.half_life_days, "--half-life-days", min=0.01,
                                          help="Recency half-life within a user's history."),
+    wait: bool = typer.Option(False, "--wait", help="If another training is running, wait for it, then train."),
 ) -> None:
     """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
     settings = cli_settings()
@@ -43,7 +44,9 @@ def train(
                                                half_life_days=half_life_days)
     started = time.perf_counter()
     try:
-        space = training.train_collaborative_space(settings, params, progress=True)
+        space = training.train_collaborative_space(settings, params, progress=True, wait=wait)
+    except training.TrainingInProgressError as exc:
+        fail(f"{exc} (`recplatform train --wait` waits for it)")
     except ValueError as exc:
         fail(exc)
     p = space.params or {}

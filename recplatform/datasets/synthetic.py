@@ -22,6 +22,7 @@ items) better than popularity alone, and tests can check it against ``truth``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -221,3 +222,96 @@ def _titles(rng: np.random.Generator, n: int) -> list[str]:
         seen[title] += 1
         titles.append(title if seen[title] == 1 else f"{title} {seen[title]}")
     return titles
+
+
+def generate_interaction_blocks(n_users: int, n_items: int, n_interactions: int, seed: int = 0, *,
+                                block_users: int = 8192, signal: float = 1.0, noise: float = 0.5,
+                                taste_strength: float = 2.0, popularity_exponent: float = 0.9,
+                                activity_sigma: float = 0.6) -> Iterator[dict[str, np.ndarray]]:
+    """The same generative story as :func:`generate_synthetic` at scale, as numpy blocks (no pandas, no ids).
+
+    For training benchmarks at millions of interactions: yields dicts of equal-length arrays ``user`` (0-based
+    user index), ``item`` (0-based item index), ``rating`` (1-5) and ``occurred_at`` (seconds since the epoch,
+    strictly increasing within a user), about ``block_users`` users at a time. Users' activity is log-normal
+    (``activity_sigma``) scaled to about ``n_interactions`` in all; items are drawn with probability
+    ∝ Zipf popularity × genre affinity^``taste_strength`` (segment + individual genre tastes, as above) — *with*
+    replacement, so a user may have several events on one item (repeat views; training sums them). Sampling is
+    by genre set: affinity depends on an item's genres only, so a user draws a genre set, then an item of that
+    set by popularity (inverse CDF), which keeps the cost linear in the number of interactions.
+    """
+    if n_users < 1 or n_items < 2 or n_interactions < n_users:
+        raise ValueError("need at least 1 user, 2 items and one interaction per user")
+    rng = np.random.default_rng(seed)
+    n_genres = len(GENRES)
+    band_effect = rng.normal(0.0, 1.0, (len(AGE_BANDS), n_genres))
+    sex_effect = rng.normal(0.0, 0.8, (len(SEX), n_genres))
+    occupation_effect = rng.normal(0.0, 1.0, (len(OCCUPATIONS), n_genres))
+
+    # items: 1-3 genres, Zipf popularity over a random order, quality
+    counts = rng.choice([1, 2, 3], size=n_items, p=[0.45, 0.4, 0.15])
+    ranked = np.argsort(rng.random((n_items, n_genres)), axis=1)
+    genre_mask = np.zeros((n_items, n_genres), bool)
+    for c in (1, 2, 3):
+        rows = np.flatnonzero(counts >= c)
+        genre_mask[rows, ranked[rows, c - 1]] = True
+    popularity = np.empty(n_items)
+    popularity[rng.permutation(n_items)] = (np.arange(n_items) + 1.0) ** -popularity_exponent
+    popularity /= popularity.sum()
+    quality = rng.normal(0.0, 0.4, n_items)
+    # genre sets ("classes"): items sorted by class, cumulative popularity within each class
+    codes = genre_mask @ (1 << np.arange(n_genres))
+    classes, item_class = np.unique(codes, return_inverse=True)
+    class_share = genre_mask[np.unique(item_class, return_index=True)[1]].astype(float)
+    class_share /= class_share.sum(axis=1, keepdims=True)
+    class_pop = np.bincount(item_class, weights=popularity, minlength=len(classes))
+    by_class = np.lexsort((np.arange(n_items), item_class))
+    within = popularity[by_class] / class_pop[item_class[by_class]]
+    starts = np.searchsorted(item_class[by_class], np.arange(len(classes)))
+    cum_within = np.empty(n_items)
+    for c in range(len(classes)):  # about 800 genre sets at most
+        lo, hi = starts[c], starts[c + 1] if c + 1 < len(classes) else n_items
+        cum_within[lo:hi] = np.cumsum(within[lo:hi])
+    keys = item_class[by_class] + np.minimum(cum_within, 1.0) - 1e-12  # class c's items span (c, c + 1]
+
+    # users: segment tastes, activity
+    occ_p = _OCCUPATION_BY_BAND / _OCCUPATION_BY_BAND.sum(axis=1, keepdims=True)
+    mean = n_interactions / n_users * np.exp(-activity_sigma ** 2 / 2)
+    activity = rng.lognormal(np.log(mean), activity_sigma, n_users)
+    n_per_user = np.clip(np.round(activity * n_interactions / activity.sum()), 1, max(1, n_items // 2)).astype(np.int64)
+    base = pd.Timestamp("2020-01-01", tz="UTC").value // 10**9
+    for lo in range(0, n_users, block_users):
+        hi = min(lo + block_users, n_users)
+        b = hi - lo
+        band = rng.choice(len(AGE_BANDS), size=b, p=[0.35, 0.45, 0.20])
+        sex = rng.choice(len(SEX), size=b, p=[0.6, 0.4])
+        occ = (rng.random(b)[:, None] > np.cumsum(occ_p[band], axis=1)).sum(axis=1)
+        logits = signal * (band_effect[band] + sex_effect[sex] + occupation_effect[np.minimum(occ, len(OCCUPATIONS) - 1)])
+        pref = _softmax(logits + rng.normal(0.0, noise, (b, n_genres)))
+        log_aff = np.log(pref @ class_share.T * n_genres)  # b × classes
+        weight = class_pop[None, :] * np.exp(taste_strength * log_aff)
+        cum = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
+        n = n_per_user[lo:hi]
+        user = np.repeat(np.arange(b), n)
+        cls = _draw_rows(cum, user, rng)
+        item = by_class[np.minimum(np.searchsorted(keys, cls + rng.random(len(user)), side="left"), n_items - 1)]
+        taste = log_aff[user, cls]
+        count = np.bincount(user, minlength=b)
+        mu = np.bincount(user, weights=taste, minlength=b) / count
+        sd = np.sqrt(np.maximum(np.bincount(user, weights=taste ** 2, minlength=b) / count - mu ** 2, 0.0))
+        z = (taste - mu[user]) / (sd[user] + 1e-9)
+        rating = np.clip(np.round(3.6 + 0.8 * z + quality[item] + rng.normal(0.0, 0.7, len(user))), 1, 5)
+        rank = np.arange(len(user)) - np.repeat(np.cumsum(count) - count, count)
+        gap = 120 * 86400 / count[user]
+        start = base + (rng.uniform(0, 365, b) * 86400).astype(np.int64)
+        occurred = start[user] + np.floor((rank + rng.random(len(user)) * 0.5) * gap).astype(np.int64)
+        yield {"user": user + lo, "item": item, "rating": rating, "occurred_at": occurred}
+
+
+def _draw_rows(cum: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF draws: for each entry of ``rows``, a column index of ``cum[row]`` (cumulative, ends at 1).
+
+    One searchsorted for all rows: row r's cumulative values are shifted to (r, r + 1]."""
+    n_cols = cum.shape[1]
+    keys = (np.arange(len(cum))[:, None] + cum).ravel()
+    found = np.searchsorted(keys, rows + rng.random(len(rows)), side="right")
+    return np.clip(found - rows * n_cols, 0, n_cols - 1)

@@ -4,19 +4,19 @@ Every statement binds values as parameters; the only ``str.format`` fields are i
 """
 
 # ----- training / fold-in --------------------------------------------------------------------------
-INTERACTIONS_ALL = """
-SELECT x.user_id, x.item_id, x.rating, x.weight, extract(epoch FROM x.occurred_at)::float8
-FROM rec.interactions x
-"""
 # Interactions are numbered by an identity column: the highest id seen by a training is its watermark.
 INTERACTION_WATERMARK = "SELECT coalesce(max(interaction_id), 0) FROM rec.interactions"
 INTERACTIONS_SINCE = "SELECT count(*) FROM rec.interactions WHERE interaction_id > %s"
 TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
-UNLOCK = "SELECT pg_advisory_unlock(%s)"
-INTERACTIONS_OF_USERS = """
-SELECT x.user_id, x.item_id, x.rating, x.weight, extract(epoch FROM x.occurred_at)::float8
-FROM rec.interactions x WHERE x.user_id = ANY(%s)
+LOCK = "SELECT pg_advisory_lock(%s)"
+LOCK_HOLDER = """
+SELECT l.pid FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
 """
+# Aggregating 10M interactions: enough memory for the hash aggregate and sorts (this transaction only).
+TRAINING_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+UNLOCK = "SELECT pg_advisory_unlock(%s)"
 ITEM_VECTORS = "SELECT e.item_id, e.embedding FROM rec.item_embeddings e WHERE e.space_id = %s ORDER BY e.item_id"
 ITEM_VECTORS_FOR = "SELECT e.item_id, e.embedding FROM rec.item_embeddings e WHERE e.space_id = %s AND e.item_id = ANY(%s)"
 ALL_ITEM_IDS = "SELECT i.item_id FROM rec.items i ORDER BY i.item_id"
@@ -30,12 +30,70 @@ WHERE m.kind = 'collaborative' AND NOT m.is_active
                          ORDER BY space_id DESC LIMIT %s)
 """
 REFRESH_ITEM_PRIORS = "SELECT rec.refresh_item_priors()"
-DELETE_TASTE = "DELETE FROM rec.user_embeddings WHERE space_id = %s AND kind = 'taste' AND user_id = ANY(%s)"
+# A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
+DELETE_TASTE = """
+DELETE FROM rec.user_embeddings t USING unnest(%(ids)s::text[], %(versions)s::int8[]) AS d(user_id, version)
+WHERE t.space_id = %(space_id)s AND t.kind = 'taste' AND t.user_id = d.user_id
+  AND coalesce(t.version, 0) <= d.version
+"""
+# Written only over a taste of the same or an older version (never older data over newer).
 UPSERT_TASTE = """
-INSERT INTO rec.user_embeddings (space_id, user_id, kind, embedding, content_hash, embedded_at)
-VALUES (%s, %s, 'taste', %s, %s, now())
+INSERT INTO rec.user_embeddings AS t (space_id, user_id, kind, embedding, content_hash, version, embedded_at)
+SELECT %(space_id)s, u.id, 'taste', u.vec, u.hash, u.version, now()
+FROM unnest(%(ids)s::text[], %(vecs)b::vector[], %(hashes)s::text[], %(versions)s::int8[]) AS u(id, vec, hash, version)
 ON CONFLICT (space_id, user_id, kind) DO UPDATE
-SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash, embedded_at = now()
+SET embedding = excluded.embedding, content_hash = excluded.content_hash, version = excluded.version,
+    embedded_at = excluded.embedded_at
+WHERE t.version IS NULL OR excluded.version >= t.version
+"""
+NEWEST_INTERACTION_OF = """
+SELECT x.user_id, max(x.interaction_id) FROM rec.interactions x WHERE x.user_id = ANY(%s) GROUP BY x.user_id
+"""
+USERS_SINCE = "SELECT DISTINCT x.user_id FROM rec.interactions x WHERE x.interaction_id > %s ORDER BY 1"
+# Tastes older than their user's newest interaction; users with newer (positive) interactions than the
+# training and no taste at all.
+STALE_TASTES = """
+WITH newest AS (
+    SELECT x.user_id, max(x.interaction_id) AS newest, bool_or(x.weight * coalesce(x.rating, 1.0) > 0) AS positive
+    FROM rec.interactions x GROUP BY x.user_id
+)
+SELECT n.user_id FROM newest n
+LEFT JOIN rec.user_embeddings t ON t.space_id = %(space_id)s AND t.kind = 'taste' AND t.user_id = n.user_id
+WHERE (t.user_id IS NOT NULL AND coalesce(t.version, 0) < n.newest)
+   OR (t.user_id IS NULL AND n.positive AND n.newest > %(watermark)s)
+ORDER BY n.user_id
+LIMIT %(limit)s
+"""
+
+# ----- items mapped from content (item_map.py) ----------------------------------------------------------
+# Items whose current content vector has no collaborative vector (or, for the ids asked for, only a mapped one).
+ITEMS_TO_MAP = """
+SELECT c.item_id, c.embedding
+FROM rec.item_embeddings c
+JOIN rec.items i ON i.item_id = c.item_id AND i.content_hash = c.content_hash
+LEFT JOIN rec.item_embeddings e ON e.space_id = %(collab)s AND e.item_id = c.item_id
+WHERE c.space_id = %(content)s
+  AND (%(ids)s::text[] IS NULL OR c.item_id = ANY(%(ids)s::text[]))
+  AND (e.item_id IS NULL OR (%(ids)s::text[] IS NOT NULL AND e.content_hash = 'mapped'))
+ORDER BY c.item_id
+"""
+ACTIVE_MAP_ROWS = """
+SELECT r.weights, r.bias FROM rec.coldstart_maps m JOIN rec.coldstart_map_rows r ON r.map_id = m.map_id
+WHERE m.kind = %s AND m.source_space_id = %s AND m.target_space_id = %s AND m.is_active
+ORDER BY r.out_index
+"""
+TRAINED_AND_CONTENT = """
+SELECT c.embedding, e.embedding
+FROM rec.item_embeddings e JOIN rec.item_embeddings c ON c.item_id = e.item_id AND c.space_id = %s
+WHERE e.space_id = %s AND e.content_hash = 'trained'
+ORDER BY e.item_id
+"""
+UPSERT_MAPPED_ITEMS = """
+INSERT INTO rec.item_embeddings AS e (space_id, item_id, embedding, content_hash, embedded_at)
+SELECT %(space_id)s, t.id, t.vec, 'mapped', now()
+FROM unnest(%(ids)s::text[], %(vecs)b::vector[]) AS t(id, vec)
+ON CONFLICT (space_id, item_id) DO UPDATE SET embedding = excluded.embedding, embedded_at = excluded.embedded_at
+WHERE e.content_hash = 'mapped'
 """
 
 # ----- cold-start maps -------------------------------------------------------------------------------

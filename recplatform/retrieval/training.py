@@ -12,38 +12,82 @@ import time
 from dataclasses import asdict
 
 import numpy as np
+import psycopg
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
 from recplatform.retrieval import coldstart, sql
-from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users
+from recplatform.retrieval.als import (
+    CollaborativeParams,
+    Factors,
+    Interactions,
+    als,
+    augment_items,
+    augment_users,
+    usable,
+)
+from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.linear_map import ridge, store_map
 from recplatform.retrieval.storage import content_vectors, copy_vectors, history_hash, load_interactions
+from recplatform.retrieval.taste import refresh_user_taste
 
 log = logging.getLogger(__name__)
 
 KEEP_SPACES = 2  # collaborative spaces kept (the active one and its predecessor); older ones are dropped
 TRAIN_LOCK = 0x7265_6374_7261_696E  # advisory lock: one training at a time per database
+REFRESH_BATCH = 1000  # users per fold-in call when catching up after an activation
+
+
+class TrainingInProgressError(RuntimeError):
+    """Another training holds the training lock of this database (one training at a time, whoever starts it)."""
 
 
 def train_collaborative_space(settings: Settings | None = None, params: CollaborativeParams | None = None,
-                              *, progress: bool = False, fit_coldstart: bool = True) -> Space:
+                              *, progress: bool = False, fit_coldstart: bool = True, wait: bool = False) -> Space:
     """Train ALS on all interactions, store item and taste vectors in a new collaborative space, activate it.
 
+    One training at a time per database, whoever starts it (CLI, Celery task, demo, ``train_if_due``): the
+    call holds a session advisory lock (:data:`TRAIN_LOCK`) for its whole run. When another training holds it,
+    this raises :class:`TrainingInProgressError` naming the holder's backend pid, or with ``wait=True`` waits
+    for it to finish and then trains (on the data as it is then).
+
     Also maps items without interactions from their content embeddings, refreshes rec.item_priors, fits
-    the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`) and drops collaborative
-    spaces older than the previous one. Raises ValueError when there are no interactions.
+    the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`), drops collaborative
+    spaces older than the previous one, and after activation folds in again every user whose interactions
+    arrived during the training and maps items whose content vector arrived meanwhile. Raises ValueError when
+    there are no interactions with a positive strength.
     """
     settings = settings or get_settings()
-    params = params or CollaborativeParams()
+    with db.connect(settings, autocommit=True, vector=False) as lock:
+        if wait:
+            lock.execute(sql.LOCK, (TRAIN_LOCK,))
+        elif not lock.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
+            holder = lock.execute(sql.LOCK_HOLDER, (TRAIN_LOCK,)).fetchone()
+            raise TrainingInProgressError(
+                "another collaborative training is running (database backend pid "
+                f"{holder[0] if holder else '?'}); one training at a time: wait for it, or retry with wait")
+        try:
+            return _train(settings, params or CollaborativeParams(), progress=progress, fit_coldstart=fit_coldstart)
+        finally:
+            lock.execute(sql.UNLOCK, (TRAIN_LOCK,))
+
+
+def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, fit_coldstart: bool) -> Space:
+    """The training itself; the caller holds :data:`TRAIN_LOCK`."""
     started = time.perf_counter()
     with db.connect(settings, vector=False) as conn:
-        watermark = int(conn.execute(sql.INTERACTION_WATERMARK).fetchone()[0])
-    data = load_interactions(settings, params)
+        # One snapshot for the watermark and the data it covers.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            conn.execute(sql.TRAINING_WORK_MEM)
+            watermark = int(conn.execute(sql.INTERACTION_WATERMARK).fetchone()[0])
+            data = load_interactions(conn, params)
+    loaded = time.perf_counter() - started
     if not data.user_ids:
-        raise ValueError("interactions: rec.interactions is empty; nothing to train a collaborative space from")
+        raise ValueError("interactions: rec.interactions has no interaction with a positive strength; nothing to "
+                         "train a collaborative space from")
     factors = als(data, params, progress=progress)
     scale = float(np.max(np.linalg.norm(factors.items, axis=1))) or 1.0
     gram = factors.items.T @ factors.items
@@ -54,12 +98,14 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
          "n_users": len(data.user_ids), "n_items": len(data.item_ids), "final_loss": factors.history[-1],
          "interaction_watermark": watermark},
     )
+    stored_at = time.perf_counter()
     try:
         _store_space(settings, space, data, factors, scale, params)
     except BaseException:
         with db.transaction(settings) as conn:
             conn.execute(sql.DELETE_SPACE, (space.space_id,))
         raise
+    stored = time.perf_counter() - stored_at
     space = spaces.activate(settings, space.space_id)
     with db.transaction(settings) as conn:
         conn.execute(sql.REFRESH_ITEM_PRIORS)
@@ -68,10 +114,24 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
             conn.execute(sql.DELETE_SPACE, (space_id,))
     if fit_coldstart:
         coldstart.fit_demographic_map(settings, space)
-    log.info("collaborative space %s (id %s): %d users, %d items, %d factors, loss %.1f → %.1f, %.1fs",
+    caught_up = catch_up(settings, watermark)
+    log.info("collaborative space %s (id %s): %d users, %d items, %d factors, loss %.1f; load %.1fs, ALS "
+             "%.1fs, store %.1fs, %.1fs in all; %d users folded in again and %d items mapped after activation",
              space.name, space.space_id, len(data.user_ids), len(data.item_ids), params.factors,
-             factors.history[0], factors.history[-1], time.perf_counter() - started)
+             factors.history[-1], loaded, factors.seconds, stored,
+             time.perf_counter() - started, caught_up[0], caught_up[1])
     return space
+
+
+def catch_up(settings: Settings, watermark: int) -> tuple[int, int]:
+    """After activating a space: fold in again the users with interactions above the training's watermark
+    (they arrived during the training, and their refresh may have gone to the old space), and map items whose
+    content vector arrived after the training read it. Returns (users refreshed, items mapped)."""
+    with db.connect(settings, vector=False) as conn:
+        users = [r[0] for r in conn.execute(sql.USERS_SINCE, (watermark,)).fetchall()]
+    refreshed = sum(refresh_user_taste(users[n:n + REFRESH_BATCH], settings)
+                    for n in range(0, len(users), REFRESH_BATCH))
+    return refreshed, map_items(settings)
 
 
 def _interactions_since(conn, space: Space | None) -> int:
@@ -106,7 +166,13 @@ def train_if_due(settings: Settings | None = None) -> Space | None:
             due = new >= threshold
             log.info("%d interactions since the last collaborative training (threshold %d): %s", new, threshold,
                      "training" if due else "not due")
-            return train_collaborative_space(settings) if due else None
+            if not due:
+                return None
+            try:
+                return _train(settings, CollaborativeParams(), progress=False, fit_coldstart=True)
+            except ValueError as exc:  # interactions exist, but none with a positive strength
+                log.warning("collaborative training not possible: %s", exc)
+                return None
         finally:
             conn.execute(sql.UNLOCK, (TRAIN_LOCK,))
 
@@ -127,19 +193,26 @@ def _store_space(settings: Settings, space: Space, data: Interactions, factors: 
             known = set(item_ids)
             missing = [r[0] for r in conn.execute(sql.ALL_ITEM_IDS).fetchall()
                        if r[0] not in known and r[0] in c_index]
-            if len(trained) >= 2 and missing:
+            if len(trained) >= 2:
                 x = c_vecs[[c_index[item_ids[n]] for n in trained]]
                 w, b = ridge(x, factors.items[trained], params.map_reg)
                 store_map(conn, "content_to_item", content_space.space_id, space.space_id, w, b,
                           {"lambda": params.map_reg, "n_train": len(trained), "target": "raw item factors"})
-                mapped = c_vecs[[c_index[i] for i in missing]] @ w + b
-                item_ids += missing
-                item_vecs = np.vstack([item_vecs, augment_items(mapped, scale)])
-                log.info("mapped %d items without interactions from content space %s", len(missing),
-                         content_space.name)
+                if missing:
+                    mapped = c_vecs[[c_index[i] for i in missing]] @ w + b
+                    item_ids += missing
+                    item_vecs = np.vstack([item_vecs, augment_items(mapped, scale)])
+                    log.info("mapped %d items without interactions from content space %s", len(missing),
+                             content_space.name)
         hashes = ["trained"] * len(data.item_ids) + ["mapped"] * (len(item_ids) - len(data.item_ids))
         copy_vectors(conn, "item", space.space_id, item_ids, item_vecs, hashes)
-        user_hashes = [history_hash(int(data.indptr[u + 1] - data.indptr[u]),
-                                     float(np.sum(data.user_rows(u)[1]))) for u in range(len(data.user_ids))]
-        copy_vectors(conn, "user", space.space_id, data.user_ids, augment_users(factors.users), user_hashes, "taste")
+        ok = np.flatnonzero(usable(factors.users))
+        if len(ok) < len(data.user_ids):
+            log.warning("%d users got no usable taste vector (zero or not finite) and are skipped",
+                        len(data.user_ids) - len(ok))
+        lengths = np.diff(data.indptr)
+        sums = np.add.reduceat(data.strength, data.indptr[:-1]) if len(data.strength) else np.zeros(0)
+        user_hashes = [history_hash(int(lengths[u]), float(sums[u])) for u in ok]
+        copy_vectors(conn, "user", space.space_id, [data.user_ids[u] for u in ok], augment_users(factors.users[ok]),
+                     user_hashes, "taste", versions=data.versions[ok])
         conn.execute("SELECT rec.ensure_space_indexes(%s)", (space.space_id,))

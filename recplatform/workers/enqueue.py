@@ -17,6 +17,8 @@ from typing import Any, Iterable
 from recplatform.config import Settings, get_settings, redact_url
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
+from recplatform.retrieval.item_map import map_items
+from recplatform.retrieval.taste import stale_users
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class ReconcileResult:
     activated: list[str] = field(default_factory=list)
     skipped_busy: bool = False
     published: int = 0
+    stale_tastes: int = 0  # users whose taste refresh was enqueued again (taste older than their history)
+    mapped_items: int = 0  # items mapped into the collaborative space from their content vectors
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +98,7 @@ def enqueue_ingested(result: Any, settings: Settings | None = None) -> int:
     messages = (embed_messages("item", getattr(result, "changed_item_ids", []) or [])
                 + embed_messages("user", getattr(result, "changed_user_ids", []) or []))
     touched = list(dict.fromkeys(getattr(result, "touched_user_ids", []) or []))
-    messages += [Message("recplatform.refresh_user_taste", [touched[i:i + 1000]]) for i in range(0, len(touched), 1000)]
+    messages += refresh_messages(touched)
     if getattr(result, "interactions_added", 0):
         messages.append(Message("recplatform.train_if_due", []))  # a cheap check; trains past the threshold
     if not messages:
@@ -139,6 +143,8 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
         if register:
             spaces.ensure_content_space(settings, load_encoder(settings.model))
         targets = pipeline.target_spaces(settings)
+    out.mapped_items = map_items(settings)
+    out.stale_tastes = enqueue_stale_tastes(settings)
     pending: list[Message] = []
     for space in targets:
         if spaces.activate_if_complete(settings, space) and not space.is_active:
@@ -157,3 +163,19 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
     log.info("reconcile: %s; enqueued %d batches%s", out.spaces or "nothing missing", out.published,
              f"; activated {out.activated}" if out.activated else "")
     return out
+
+
+def refresh_messages(user_ids: list[str], batch: int = 1000) -> list[Message]:
+    """``refresh_user_taste`` messages for users, ``batch`` ids each (default queue)."""
+    return [Message("recplatform.refresh_user_taste", [user_ids[i:i + batch]]) for i in range(0, len(user_ids), batch)]
+
+
+def enqueue_stale_tastes(settings: Settings) -> int:
+    """Enqueue a taste refresh for every user whose taste is older than their newest interaction (a refresh
+    message lost while the broker was down, or folded into a space that was replaced). Returns the user count."""
+    users = stale_users(settings)
+    if users:
+        publish(settings, refresh_messages(users))
+        log.info("reconcile: %d users have a taste older than their history; refreshes enqueued", len(users))
+    return len(users)
+

@@ -16,7 +16,9 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from recplatform.config import get_settings
 from recplatform.embedding import pipeline
+from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.taste import refresh_user_taste as refresh
+from recplatform.retrieval.training import TrainingInProgressError
 from recplatform.retrieval.training import train_collaborative_space as train_space
 from recplatform.retrieval.training import train_if_due as train_when_due
 from recplatform.workers.app import celery_app
@@ -42,8 +44,17 @@ RETRYING = {
 
 @celery_app.task(name="recplatform.embed_items", **RETRYING)
 def embed_items(ids: list[str], space_id: int | None = None) -> list[dict]:
-    """Embed item cards into the active content space (and one being backfilled), or into ``space_id``."""
-    return [s.as_dict() for s in pipeline.embed_ids(pipeline.ITEM, ids, get_settings(), space_id)]
+    """Embed item cards into the active content space (and one being backfilled), or into ``space_id``; then
+    map the items into the active collaborative space from their content vectors (no wait for a retrain)."""
+    settings = get_settings()
+    stats = [s.as_dict() for s in pipeline.embed_ids(pipeline.ITEM, ids, settings, space_id)]
+    try:
+        map_items(settings, ids)
+    except (psycopg.OperationalError, KombuOperationalError, RedisConnectionError):
+        raise  # retried like the embedding
+    except Exception:  # noqa: BLE001 - the content vectors are written; reconcile maps what is still missing
+        log.exception("mapping %d embedded items into the collaborative space failed; reconcile will retry", len(ids))
+    return stats
 
 
 @celery_app.task(name="recplatform.embed_users", **RETRYING)
@@ -60,8 +71,13 @@ def refresh_user_taste(ids: list[str]) -> None:
 
 @celery_app.task(name="recplatform.train_collaborative_space", soft_time_limit=3300, time_limit=3500, **RETRYING)
 def train_collaborative_space() -> dict | None:
-    """Train (or retrain) the collaborative space from all interactions."""
-    return _summary(train_space(get_settings()))
+    """Train (or retrain) the collaborative space from all interactions; returns None (logged) when another
+    training is running (one at a time per database, whoever started it)."""
+    try:
+        return _summary(train_space(get_settings()))
+    except TrainingInProgressError as exc:
+        log.info("recplatform.train_collaborative_space skipped: %s", exc)
+        return None
 
 
 @celery_app.task(name="recplatform.train_if_due", soft_time_limit=3300, time_limit=3500, **RETRYING)
