@@ -62,8 +62,11 @@ def recommend(
     min_year: Optional[int] = typer.Option(None, "--min-year"),
     max_year: Optional[int] = typer.Option(None, "--max-year"),
     strategy: Optional[str] = typer.Option(None, "--strategy",
-                                           help="taste, neighbors_vote, neighbors_taste, learned_map, prompt, popularity "
-                                                "(default: rec.retrieval_defaults)."),
+                                           help="taste, onboarding, neighbors_vote, neighbors_taste, learned_map, prompt, "
+                                                "popularity (default: rec.retrieval_defaults)."),
+    exploration: Optional[float] = typer.Option(None, "--exploration", min=0.0, max=1.0,
+                                                help="Share of the k slots for fresh items (0 = off; default: "
+                                                     "rec.retrieval_defaults)."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -71,10 +74,45 @@ def recommend(
     with _client() as client:
         try:
             recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
-                                    years=_years(min_year, max_year), strategy=strategy)
+                                    years=_years(min_year, max_year), strategy=strategy,
+                                    exploration_share=exploration)
         except RecClientError as exc:
             fail(exc)
     print_recs(f"recommendations for user {user_id}", recs, as_json)
+
+
+def new_for_you(
+    user_id: str = typer.Argument(..., help="A stored user id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
+    genre: Optional[list[str]] = typer.Option(None, "--genre", help="Only items with any of these genres (repeatable)."),
+    min_year: Optional[int] = typer.Option(None, "--min-year"),
+    max_year: Optional[int] = typer.Option(None, "--max-year"),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Fresh items only (few interactions or recently added), ranked for a user (rec.new_for_you)."""
+    with _client() as client:
+        try:
+            recs = client.new_for_you(user_id, k, genres=genre or None, years=_years(min_year, max_year),
+                                      exclude_seen=not include_seen)
+        except RecClientError as exc:
+            fail(exc)
+    print_recs(f"new for user {user_id}", recs, as_json)
+
+
+def defaults() -> None:
+    """The serving defaults in rec.retrieval_defaults (per user type), with what chose them."""
+    with _client() as client:
+        try:
+            rows = client.retrieval_defaults()
+        except RecClientError as exc:
+            fail(exc)
+    print_table("rec.retrieval_defaults", ["user type", "strategy", "prior", "neighbours", "content", "evidence",
+                                           "from", "switch", "exploration", "fresh <", "tuning / note"],
+                [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
+                  f"{r['content_weight']:g}", f"{r['evidence_weight']:g}", r["evidence_from"], r["switch_after"],
+                  f"{r['exploration_share']:g}", r["fresh_max_interactions"],
+                  json.dumps(r["tuning"], sort_keys=True) if r["tuning"] else r["note"]] for r in rows])
 
 
 def similar(
@@ -117,5 +155,7 @@ def explain(
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("recommend")(recommend)
+    app.command("new-for-you")(new_for_you)
+    app.command("defaults")(defaults)
     app.command("similar")(similar)
     app.command("explain")(explain)

@@ -37,6 +37,7 @@ from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
 from recplatform.evaluation.protocols import Split
 from recplatform.ingest import ingest
+from recplatform.retrieval.taste import refresh_user_taste
 from recplatform.retrieval.training import train_collaborative_space
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
 
-RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s)"
+RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s, %s)"
 DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight, neighbors FROM rec.retrieval_defaults"
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
@@ -116,8 +117,15 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
     return Variant(strategy, weight, content).name
 
 
+# Onboarding: what rec.recommend serves with no strategy (the default), the collaborative taste vector alone
+# (what a user with one interaction got before the onboarding path existed), and the cold default forced.
+ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3))
+
+
 def strategies_for(protocol: str) -> list[Variant]:
     """The rec.recommend variants evaluated on a protocol."""
+    if protocol == "onboarding":
+        return list(ONBOARDING_VARIANTS)
     if protocol == "cold-user":
         return ([Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
@@ -216,9 +224,13 @@ def _defaults(conn) -> dict[str, tuple[str, float, float, int]]:
     return {row[0]: (row[1], float(row[2]), float(row[3]), int(row[4])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
-def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int,
-                  content_weight: float | None = None, neighbors: int | None = None) -> dict[str, list[str]]:
+def recommend_all(settings: Settings, users: Sequence[str], strategy: str | None, weight: float | None, k: int,
+                  content_weight: float | None = None, neighbors: int | None = None,
+                  exploration_share: float | None = 0.0) -> dict[str, list[str]]:
     """rec.recommend for every user over one connection (what a client or analytics tool would run).
+
+    ``exploration_share`` defaults to 0: the cold-user, warm and onboarding protocols measure the ranker itself;
+    the new-item protocol's hybrid view measures share 0 against the default (None).
 
     ``neighbors`` sets the cold neighbourhood size inside a transaction that is rolled back afterwards, so the
     scratch database keeps its defaults.
@@ -228,11 +240,59 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weigh
         if neighbors is not None:
             conn.execute(SET_NEIGHBORS_SQL, (neighbors,))
         for user in users:
-            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight,
-                                                                        content_weight)).fetchall()]
+            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight, content_weight,
+                                                                        exploration_share)).fetchall()]
         if neighbors is not None:
             conn.rollback()
     return out
+
+
+def serve_onboarding(dataset, split: Split, config, base: Settings | None = None) -> dict[int, ServedSplit]:
+    """The onboarding protocol through the platform: train on the other users, then for each step N let each
+    test user's interactions up to their N-th arrive through :func:`recplatform.ingest.ingest` and
+    :func:`recplatform.retrieval.taste.refresh_user_taste` (what a worker runs after an ingestion), and ask
+    ``rec.recommend`` for every variant. Returns one :class:`ServedSplit` per step."""
+    base = base or get_settings()
+    encoder = memo_encoder(config.model)
+    settings = create_database(base, f"onboarding{split.fold}")
+    notes: list[str] = [FEATURES_NOTE]
+    out: dict[int, ServedSplit] = {}
+    try:
+        timings = load_split(dataset, split, settings, encoder)
+        users = split.test_users
+        ordered = split.onboarding
+        position = ordered.groupby("user_id", sort=False).cumcount()
+        with db.connect(settings, autocommit=True) as conn:
+            default = _defaults(conn).get("warm")
+        done = 0
+        for step in split.steps:
+            t0 = time.perf_counter()
+            arriving = ordered[(position >= done) & (position < step)]
+            if len(arriving):
+                ingest(interactions=arriving, source=f"evaluation:onboarding:{step}", settings=settings)
+                refresh_user_taste(sorted(set(arriving["user_id"])), settings)
+            done = step
+            step_timings = {"arrive": time.perf_counter() - t0}
+            if step == split.steps[0]:
+                step_timings.update(timings)
+            served = []
+            for variant in ONBOARDING_VARIANTS:
+                t0 = time.perf_counter()
+                strategy = None if variant.strategy == "default" else variant.strategy
+                weight = None if variant.strategy == "default" else variant.popularity_weight
+                recs = recommend_all(settings, users, strategy, weight, config.max_k)
+                served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs,
+                                             time.perf_counter() - t0, variant.strategy == "default",
+                                             {"sql_strategy": strategy, "popularity_weight": weight,
+                                              "warm_default": list(default) if default else None}))
+            log.info("onboarding fold %d, %d known: served %d users", split.fold, step, len(users))
+            out[step] = ServedSplit(served, notes, step_timings)
+        return out
+    finally:
+        try:
+            drop_database(settings)
+        except psycopg.Error as exc:
+            log.warning("could not drop evaluation database %s: %s", settings.database_name, exc)
 
 
 def serve_split(dataset, split: Split, config, base: Settings | None = None, *, depth: int | None = None) -> ServedSplit:

@@ -61,7 +61,16 @@ ORDER BY d.user_id
 RECOMMEND = """
 SELECT rank, item_id, title, score, source
 FROM rec.recommend(%(user_id)s, %(k)s, %(exclude_seen)s, %(genres)s, %(min_year)s, %(max_year)s, %(strategy)s,
-                   %(popularity_weight)s, %(content_weight)s)
+                   %(popularity_weight)s, %(content_weight)s, %(exploration_share)s)
+"""
+NEW_FOR_YOU = """
+SELECT rank, item_id, title, score, source
+FROM rec.new_for_you(%(user_id)s, %(k)s, %(genres)s, %(min_year)s, %(max_year)s, %(exclude_seen)s)
+"""
+RETRIEVAL_DEFAULTS = """
+SELECT user_type, strategy, popularity_weight, neighbors, content_weight, evidence_weight, evidence_from,
+       switch_after, exploration_share, fresh_max_interactions, fresh_max_age::text, tuning, note, updated_at
+FROM rec.retrieval_defaults ORDER BY user_type
 """
 RECOMMEND_FOR_DEMOGRAPHIC = """
 SELECT rank, item_id, title, score, source
