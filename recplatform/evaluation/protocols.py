@@ -35,6 +35,8 @@ class Split:
     # onboarding: each test user's first max(steps) interactions in time order (they arrive step by step)
     onboarding: pd.DataFrame | None = None
     steps: tuple[int, ...] = ()
+    # new-item: relevant sets of the cold-only and warm-only views (``relevant`` is the hybrid view)
+    views: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     @property
     def test_users(self) -> list[str]:
@@ -103,17 +105,30 @@ def warm_split(interactions: pd.DataFrame, *, fraction: float = 0.2, threshold: 
                  exclude=_seen(train, users))
 
 
-def new_item_split(interactions: pd.DataFrame, *, fraction: float = 0.1, seed: int = 0,
-                   threshold: float = 4.0) -> Split:
-    """A random ``fraction`` of the items lose all their interactions; test = who really rated them."""
+def new_item_split(interactions: pd.DataFrame, *, fraction: float = 0.1, seed: int = 0, threshold: float = 4.0,
+                   warm_fraction: float = 0.2) -> Split:
+    """A random ``fraction`` of the items lose all their interactions (the new items); of the rest, each user's
+    last ``warm_fraction`` by time is held out too, so one split has three views (as ALDI and ColdRec report):
+
+    - ``cold-only``: relevant = the new items the user rated well, ranked among the new items only;
+    - ``warm-only``: relevant = the user's held-out later items that are not new, ranked among those;
+    - ``hybrid``: both, ranked over the whole catalogue (what a user is shown).
+
+    ``relevant`` is the hybrid set; ``views`` holds each view's relevant sets.
+    """
     items = np.array(sorted(interactions["item_id"].unique()))
     n_held = max(1, int(math.floor(fraction * len(items) + 0.5)))
     held = frozenset(items[np.random.default_rng(seed).permutation(len(items))[:n_held]])
-    in_test = interactions["item_id"].isin(held)
-    train, test = interactions[~in_test], interactions[in_test]
+    in_cold = interactions["item_id"].isin(held)
+    cold_test = interactions[in_cold]
+    train, warm_test = temporal_holdout(interactions[~in_cold], warm_fraction)
+    test = pd.concat([cold_test, warm_test])
     users = sorted(test["user_id"].unique())
-    return Split("new-item", 0, train=train, test=test, relevant=_relevant_sets(test, users, threshold),
-                 exclude=_seen(train, users), held_out_items=held)
+    cold_rel = _relevant_sets(cold_test, users, threshold)
+    warm_rel = _relevant_sets(warm_test, users, threshold)
+    return Split("new-item", 0, train=train, test=test,
+                 relevant={u: cold_rel[u] | warm_rel[u] for u in users}, exclude=_seen(train, users),
+                 held_out_items=held, views={"cold-only": cold_rel, "warm-only": warm_rel})
 
 
 def onboarding_folds(interactions: pd.DataFrame, *, folds: int = 2, seed: int = 0, threshold: float = 4.0,
@@ -170,7 +185,8 @@ def splits(protocol: str, interactions: pd.DataFrame, *, folds: int = 5, seed: i
     if protocol == "warm":
         return [warm_split(interactions, fraction=warm_fraction, threshold=threshold)]
     if protocol == "new-item":
-        return [new_item_split(interactions, fraction=new_item_fraction, seed=seed, threshold=threshold)]
+        return [new_item_split(interactions, fraction=new_item_fraction, seed=seed, threshold=threshold,
+                               warm_fraction=warm_fraction)]
     if protocol == "onboarding":
         return list(onboarding_folds(interactions, folds=folds, seed=seed, threshold=threshold,
                                      steps=onboarding_steps, max_users=onboarding_users))

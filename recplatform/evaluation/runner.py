@@ -250,6 +250,10 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
                 done += 1
                 if progress:
                     progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: platform", done)
+        if protocol == "new-item":
+            results.update(_new_item_views(recs, split_list[0], kinds, defaults, seconds, params, item_ids,
+                                           item_counts, vectors, config))
+            continue
         results[protocol] = [
             StrategyResult(protocol, name, kinds[name], defaults[name],
                            metrics.evaluate(recs[name], relevant, catalogue_size=len(item_ids), item_counts=item_counts,
@@ -335,3 +339,52 @@ def _run_onboarding(dataset, split_list: list[Split], config: EvalConfig, settin
                                    seconds[(name, step)], params.get(name, {}), step=step))
     rows.sort(key=lambda r: (r.kind, r.strategy, r.step))
     return rows, done
+
+
+NEW_ITEM_VIEWS: tuple[str, ...] = ("new-item:cold-only", "new-item:warm-only", "new-item:hybrid")
+
+
+def _new_item_views(recs: dict[str, dict[str, list[str]]], split: Split, kinds: dict[str, str],
+                    defaults: dict[str, bool], seconds: dict[str, float], params: dict[str, dict],
+                    item_ids: list[str], item_counts: dict, vectors, config: EvalConfig) -> dict[str, list[StrategyResult]]:
+    """The new-item protocol three ways (ALDI / ColdRec): cold-only (each ranking kept to the new items, relevant
+    = the new items the user rated well, AUC among the new items), warm-only (kept to the old items, relevant =
+    the user's held-out later old items) and hybrid (the whole list, both relevant; plus ``new_item_hit@10``, the
+    share of users with a relevant new item in their top 10, and ``warm_ndcg@10``, NDCG@10 of the same lists
+    against the old relevant items only). Exploration variants (asked for 10 items) are in the
+    hybrid view alone; the default's row there is the one with the default exploration share."""
+    held = split.held_out_items
+    catalogue = set(item_ids)
+    cold_rel, warm_rel = split.views["cold-only"], split.views["warm-only"]
+    n_held = len(held & catalogue)
+    out: dict[str, list[StrategyResult]] = {view: [] for view in NEW_ITEM_VIEWS}
+    for name, by_user in recs.items():
+        shallow = "+explore" in name
+        common = dict(catalogue_size=len(item_ids), item_counts=item_counts, item_vectors=vectors, ks=config.ks,
+                      n_boot=config.n_boot, seed=config.seed)
+        if not shallow:
+            cold_lists = {u: [i for i in items if i in held] for u, items in by_user.items()}
+            warm_lists = {u: [i for i in items if i not in held] for u, items in by_user.items()}
+            cold_candidates = {u: n_held for u in cold_rel}
+            warm_candidates = {u: len(item_ids) - n_held - len(split.exclude.get(u, set()) & catalogue)
+                               for u in warm_rel}
+            out["new-item:cold-only"].append(StrategyResult(
+                "new-item:cold-only", name, kinds[name], defaults[name] and name == "default",
+                metrics.evaluate(cold_lists, cold_rel, candidates=cold_candidates, **common), seconds[name],
+                params.get(name, {})))
+            out["new-item:warm-only"].append(StrategyResult(
+                "new-item:warm-only", name, kinds[name], defaults[name] and name == "default",
+                metrics.evaluate(warm_lists, warm_rel, candidates=warm_candidates, **common), seconds[name],
+                params.get(name, {})))
+        top = {u: items[: config.max_k] for u, items in by_user.items()}
+        report = metrics.evaluate(top, split.relevant, **common)
+        hit = [metrics.hit_at_k(top.get(u, ()), cold_rel[u], 10) for u in cold_rel if cold_rel[u]]
+        warm = [metrics.ndcg_at_k(top.get(u, ()), warm_rel[u], 10) for u in warm_rel if warm_rel[u]]
+        report.values["new_item_hit@10"] = float(np.mean(hit)) if hit else float("nan")
+        report.values["warm_ndcg@10"] = float(np.mean(warm)) if warm else float("nan")
+        report.ci95["new_item_hit@10"] = metrics.bootstrap_ci(np.array(hit), n_boot=config.n_boot, seed=config.seed)
+        report.ci95["warm_ndcg@10"] = metrics.bootstrap_ci(np.array(warm), n_boot=config.n_boot, seed=config.seed)
+        is_default = defaults[name] and (shallow or not any("+explore(default)" in n for n in recs))
+        out["new-item:hybrid"].append(StrategyResult("new-item:hybrid", name, kinds[name], is_default, report,
+                                                     seconds[name], params.get(name, {})))
+    return out

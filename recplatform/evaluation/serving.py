@@ -59,7 +59,8 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
                  "online store in scratch databases; the same values Feast would serve)")
 
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s, %s)"
-DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight, neighbors FROM rec.retrieval_defaults"
+DEFAULTS_SQL = ("SELECT user_type, strategy, popularity_weight, content_weight, neighbors, evidence_weight, "
+                "evidence_from, switch_after, exploration_share, fresh_max_interactions FROM rec.retrieval_defaults")
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
@@ -87,13 +88,17 @@ class ServedSplit:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of calling rec.recommend: strategy, popularity-prior weight, content weight (warm blend), and
-    neighbourhood size (cold strategies that use demographic neighbours)."""
+    """One way of calling rec.recommend: strategy (``default`` = none named: what rec.recommend serves by itself),
+    popularity-prior weight, content weight (warm blend), neighbourhood size (cold strategies that use demographic
+    neighbours) and exploration share (0 = off; None = the default of rec.retrieval_defaults). A ``shallow``
+    variant is asked for 10 items only (exploration slots are the last ones of the list asked for)."""
 
     strategy: str
-    popularity_weight: float = 0.0
+    popularity_weight: float | None = 0.0
     content_weight: float | None = None  # None: not applicable (cold-start strategies)
     neighbors: int | None = None  # None: the default of rec.retrieval_defaults
+    exploration_share: float | None = 0.0
+    shallow: bool = False
 
     @property
     def name(self) -> str:
@@ -104,13 +109,23 @@ class Variant:
             name += f"+content{self.content_weight:g}"
         if self.popularity_weight:
             name += f"+prior{self.popularity_weight:g}"
+        if self.exploration_share is None:
+            name += "+explore(default)"
+        elif self.exploration_share:
+            name += f"+explore{self.exploration_share:g}"
         return name
 
-    def matches(self, default: tuple[str, float, float, int]) -> bool:
-        strategy, pop, content, neighbors = default
-        return (strategy == self.strategy and bool(np.isclose(pop, self.popularity_weight))
-                and (self.content_weight is None or bool(np.isclose(content, self.content_weight)))
-                and self.neighbors in (None, neighbors))
+    @property
+    def is_default(self) -> bool:
+        """What rec.recommend serves with no argument but the user (the exploration share at its default)."""
+        return self.strategy == "default" and self.neighbors is None and (
+            self.exploration_share is None or not self.shallow)
+
+    def call(self) -> tuple[str | None, float | None, float | None]:
+        """(strategy, popularity_weight, content_weight) as passed to rec.recommend."""
+        if self.strategy == "default":
+            return None, None, None
+        return self.strategy, self.popularity_weight, self.content_weight
 
 
 def strategy_name(strategy: str, weight: float, content: float | None = None) -> str:
@@ -119,18 +134,29 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
 
 # Onboarding: what rec.recommend serves with no strategy (the default), the collaborative taste vector alone
 # (what a user with one interaction got before the onboarding path existed), and the cold default forced.
-ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3))
+ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3),
+                                            Variant("onboarding"))
+
+
+# New items: exploration shares served besides the default one (the share-0 row is the deep default list).
+EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
+# Exploration variants are asked for 10 items (the list a user is shown; the fresh slots are its last ones), so
+# their @10 metrics are what such a user sees and their @20 metrics are not comparable.
+EXPLORATION_K = 10
 
 
 def strategies_for(protocol: str) -> list[Variant]:
-    """The rec.recommend variants evaluated on a protocol."""
+    """The rec.recommend variants evaluated on a protocol; ``default`` (no strategy named) is always first."""
     if protocol == "onboarding":
         return list(ONBOARDING_VARIANTS)
     if protocol == "cold-user":
-        return ([Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+        return ([Variant("default")] + [Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
-    priors = NEW_ITEM_PRIOR_WEIGHTS if protocol == "new-item" else PRIOR_WEIGHTS
-    return [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS for w in priors]
+    if protocol == "new-item":
+        return ([Variant("default"), Variant("taste", 0.0, 1.0), Variant("default", exploration_share=None, shallow=True)]
+                + [Variant("default", exploration_share=s, shallow=True) for s in EXPLORATION_SHARES])
+    return [Variant("default")] + [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS
+                                   for w in PRIOR_WEIGHTS]
 
 
 def available(settings: Settings | None = None) -> tuple[bool, str]:
@@ -220,8 +246,10 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
     return timings
 
 
-def _defaults(conn) -> dict[str, tuple[str, float, float, int]]:
-    return {row[0]: (row[1], float(row[2]), float(row[3]), int(row[4])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
+def _defaults(conn) -> dict[str, tuple]:
+    """rec.retrieval_defaults by user type: (strategy, prior weight, content weight, neighbours, evidence weight,
+    evidence from, switch after, exploration share, fresh below n interactions)."""
+    return {row[0]: tuple(row[1:]) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
 def recommend_all(settings: Settings, users: Sequence[str], strategy: str | None, weight: float | None, k: int,
@@ -278,11 +306,10 @@ def serve_onboarding(dataset, split: Split, config, base: Settings | None = None
             served = []
             for variant in ONBOARDING_VARIANTS:
                 t0 = time.perf_counter()
-                strategy = None if variant.strategy == "default" else variant.strategy
-                weight = None if variant.strategy == "default" else variant.popularity_weight
+                strategy, weight, _ = variant.call()
                 recs = recommend_all(settings, users, strategy, weight, config.max_k)
                 served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs,
-                                             time.perf_counter() - t0, variant.strategy == "default",
+                                             time.perf_counter() - t0, variant.is_default,
                                              {"sql_strategy": strategy, "popularity_weight": weight,
                                               "warm_default": list(default) if default else None}))
             log.info("onboarding fold %d, %d known: served %d users", split.fold, step, len(users))
@@ -307,26 +334,24 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
             if not conn.execute(HAS_RECOMMEND_SQL).fetchone()[0]:
                 return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
             defaults = _defaults(conn)
-        default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
         default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
         for variant in strategies_for(split.protocol):
             t0 = time.perf_counter()
-            recs = recommend_all(settings, users, variant.strategy, variant.popularity_weight,
-                                 min(depth or config.max_k, MAX_K), variant.content_weight, variant.neighbors)
+            strategy, weight, content = variant.call()
+            k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, MAX_K)
+            recs = recommend_all(settings, users, strategy, weight, k, content, variant.neighbors,
+                                 variant.exploration_share)
             seconds = time.perf_counter() - t0
-            served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs, seconds,
-                                         default is not None and variant.matches(default),
-                                         {"sql_strategy": variant.strategy,
-                                          "popularity_weight": variant.popularity_weight,
-                                          "content_weight": variant.content_weight,
-                                          "neighbors": variant.neighbors or default_neighbors}))
+            served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight or 0.0, recs,
+                                         seconds, variant.is_default,
+                                         {"sql_strategy": strategy, "popularity_weight": weight,
+                                          "content_weight": content, "exploration_share": variant.exploration_share,
+                                          "k": k, "neighbors": variant.neighbors or default_neighbors,
+                                          "defaults": {t: list(v) for t, v in defaults.items()}}))
             log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold, variant.name,
                      len(users), seconds)
-        if default is not None and not any(s.default for s in served):
-            notes.append(f"{split.protocol}: the platform default ({default[0]}, prior {default[1]:g}, content "
-                         f"{default[2]:g}) is not among the evaluated variants")
         return ServedSplit(served, notes, timings)
     finally:
         try:
