@@ -1,9 +1,11 @@
 """Python client: recommendations, similar items, explanations and ingestion calls over the SQL functions.
 
-The client never ranks anything itself: every list comes from the ``rec.*`` SQL functions (migration 0002),
+The client never ranks anything itself: every list comes from the ``rec.*`` SQL functions (recplatform/sql),
 so Python, the CLI and analytics tools see the same results. For a person who is not stored,
 :meth:`RecClient.recommend_for_profile` writes their demographic prompt with the same template and embeds it
 in-process with the encoder of the active content space, then calls ``rec.recommend_for_demographic_vector``.
+The early argument checks use the limits and strategy names the database defines (``rec.limits()``,
+``rec.strategies``; :mod:`recplatform.retrieval.limits` reads them once per database).
 
 Errors: :class:`UnknownUserError`, :class:`UnknownItemError` and :class:`InvalidRequestError` (``.argument``
 names the bad argument), all subclasses of :class:`RecClientError`.
@@ -22,11 +24,9 @@ import psycopg
 from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding.encoder import load_encoder
-from recplatform.retrieval import sql
+from recplatform.retrieval import limits, sql
+from recplatform.retrieval.limits import Limits
 from recplatform.text.templates import TEMPLATE_VERSION, user_prompt
-
-MAX_K = 1000
-STRATEGIES = ("taste", "onboarding", "neighbors_vote", "neighbors_taste", "learned_map", "prompt", "popularity")
 
 
 # ----- results and errors -------------------------------------------------------------------------------
@@ -84,11 +84,11 @@ class InvalidRequestError(RecClientError, ValueError):
 
 
 # ----- argument checks (types; value ranges are checked again by the SQL functions) -----------------------
-def _check_k(k: Any) -> int:
+def _check_k(k: Any, limit: Limits) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidRequestError("k", f"must be an integer between 1 and {MAX_K}, got {k!r}")
-    if not 1 <= int(k) <= MAX_K:
-        raise InvalidRequestError("k", f"must be between 1 and {MAX_K}, got {k}")
+        raise InvalidRequestError("k", f"must be an integer between 1 and {limit.max_k}, got {k!r}")
+    if not 1 <= int(k) <= limit.max_k:
+        raise InvalidRequestError("k", f"must be between 1 and {limit.max_k}, got {k}")
     return int(k)
 
 
@@ -105,14 +105,16 @@ def _check_genres(genres: Any) -> list[str] | None:
     return out
 
 
-def _check_years(years: Any) -> tuple[int | None, int | None]:
+def _check_years(years: Any, limit: Limits) -> tuple[int | None, int | None]:
     """None, one year, a (min, max) pair with None for an open end, or a range."""
 
     def year(value: Any) -> int | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 3000:
-            raise InvalidRequestError("years", f"years must be integers between 0 and 3000, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                or not limit.min_year <= int(value) <= limit.max_year):
+            raise InvalidRequestError("years", f"years must be integers between {limit.min_year} and "
+                                               f"{limit.max_year}, got {value!r}")
         return int(value)
 
     if years is None:
@@ -131,9 +133,9 @@ def _check_years(years: Any) -> tuple[int | None, int | None]:
     raise InvalidRequestError("years", f"must be a year, a (min, max) pair or a range, got {years!r}")
 
 
-def _check_strategy(strategy: Any) -> str | None:
-    if strategy is not None and strategy not in STRATEGIES:
-        raise InvalidRequestError("strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+def _check_strategy(strategy: Any, limit: Limits) -> str | None:
+    if strategy is not None and strategy not in limit.strategies:
+        raise InvalidRequestError("strategy", f"must be one of {', '.join(limit.strategies)}, got {strategy!r}")
     return strategy
 
 
@@ -186,6 +188,11 @@ class RecClient:
             self._conn = db.connect(self.settings, autocommit=True)
         return self._conn
 
+    def _limits(self) -> Limits:
+        """The database's request limits and strategy names (read once per database, then cached)."""
+        with self._lock:
+            return limits.limits(self.settings, self._connection())
+
     def _rows(self, query: str, params: Mapping[str, Any], *, user_id: Any = None, item_id: Any = None) -> list[tuple]:
         with self._lock:
             try:
@@ -220,10 +227,11 @@ class RecClient:
         fresh items (``source = 'exploration'``), 0 disables it, None takes the default.
         """
         user_id = _check_id("user_id", user_id)
-        min_year, max_year = _check_years(years)
-        params = {"user_id": user_id, "k": _check_k(k), "exclude_seen": bool(exclude_seen),
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        params = {"user_id": user_id, "k": _check_k(k, limit), "exclude_seen": bool(exclude_seen),
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
-                  "strategy": _check_strategy(strategy), "popularity_weight": _check_weight(popularity_weight),
+                  "strategy": _check_strategy(strategy, limit), "popularity_weight": _check_weight(popularity_weight),
                   "content_weight": _check_weight(content_weight, "content_weight"),
                   "exploration_share": _check_weight(exploration_share, "exploration_share")}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND, params, user_id=user_id)]
@@ -232,8 +240,9 @@ class RecClient:
                     years: Any = None, exclude_seen: bool = True) -> list[Recommendation]:
         """Fresh items only (few interactions, or recently added), ranked for the user (``source = 'fresh'``)."""
         user_id = _check_id("user_id", user_id)
-        min_year, max_year = _check_years(years)
-        params = {"user_id": user_id, "k": _check_k(k), "genres": _check_genres(genres), "min_year": min_year,
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        params = {"user_id": user_id, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
                   "max_year": max_year, "exclude_seen": bool(exclude_seen)}
         return [Recommendation(*r) for r in self._rows(sql.NEW_FOR_YOU, params, user_id=user_id)]
 
@@ -258,10 +267,12 @@ class RecClient:
         for name, value in (("gender", gender), ("occupation", occupation), ("zip_code", zip_code)):
             if value is not None and not isinstance(value, str):
                 raise InvalidRequestError(name, f"must be a string, got {value!r}")
-        min_year, max_year = _check_years(years)
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        k, strategy = _check_k(k, limit), _check_strategy(strategy, limit)  # before the encoder runs
         profile = {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}
         vector = self.profile_vector(profile) if any(v not in (None, "") for v in profile.values()) else None
-        params = {"vector": vector, "k": _check_k(k), "strategy": _check_strategy(strategy),
+        params = {"vector": vector, "k": k, "strategy": strategy,
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
                   "popularity_weight": _check_weight(popularity_weight)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_DEMOGRAPHIC, params)]
@@ -293,8 +304,9 @@ class RecClient:
             raise InvalidRequestError("query", f"must be a sequence of numbers, got {type(vector).__name__}") from None
         if array.ndim != 1 or not len(array) or not np.all(np.isfinite(array)):
             raise InvalidRequestError("query", "must be a non-empty one-dimensional vector of finite numbers")
-        min_year, max_year = _check_years(years)
-        params = {"vector": array, "k": _check_k(k), "genres": _check_genres(genres), "min_year": min_year,
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        params = {"vector": array, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
                   "max_year": max_year, "space": space,
                   "exclude_user": None if exclude_user is None else _check_id("exclude_user", exclude_user)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_VECTOR, params)]
@@ -303,15 +315,16 @@ class RecClient:
                       years: Any = None, space: str | None = None) -> list[Recommendation]:
         """Items most similar to ``item_id`` (collaborative space when it has a vector there, else content)."""
         item_id = _check_id("item_id", item_id)
-        min_year, max_year = _check_years(years)
-        params = {"item_id": item_id, "k": _check_k(k), "genres": _check_genres(genres), "min_year": min_year,
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        params = {"item_id": item_id, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
                   "max_year": max_year, "space": space}
         return [Recommendation(*r) for r in self._rows(sql.SIMILAR_ITEMS, params, item_id=item_id)]
 
     def explain(self, user_id: str, item_id: str, k: int = 5) -> Explanation:
         """The history items (warm) or neighbour users (cold) that pulled ``item_id`` up for ``user_id``."""
         user_id, item_id = _check_id("user_id", user_id), _check_id("item_id", item_id)
-        rows = self._rows(sql.EXPLAIN, {"user_id": user_id, "item_id": item_id, "k": _check_k(k)},
+        rows = self._rows(sql.EXPLAIN, {"user_id": user_id, "item_id": item_id, "k": _check_k(k, self._limits())},
                           user_id=user_id, item_id=item_id)
         reasons = [Reason(*r) for r in rows]
         return Explanation(user_id, item_id, reasons[0].source if reasons else None, reasons)

@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterator
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
-from recplatform.config import PROJECT_ROOT, Settings, get_settings
+from recplatform.config import Settings, ensure_reader_password, get_settings
 
 log = logging.getLogger(__name__)
+
+#: Alembic environment and revisions, shipped inside the package (a wheel migrates from any directory).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: One ``CREATE OR REPLACE FUNCTION`` per file, ``rec.<name>.sql``: what head must equal (``alembic check``).
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+READER_ROLE = "rec_reader"
 
 
 def connect(settings: Settings | None = None, *, autocommit: bool = False, vector: bool = True) -> psycopg.Connection:
@@ -53,21 +61,63 @@ def engine(settings: Settings | None = None):
 
 
 def alembic_config(settings: Settings | None = None):
+    """Alembic configuration of the packaged migrations (``recplatform/migrations/alembic.ini``) for a database."""
     from alembic.config import Config  # deferred: alembic
 
     settings = settings or get_settings()
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
+    cfg.attributes["settings"] = settings  # migrations read the reader's password from these, not the environment
     return cfg
 
 
+def sql_function_files() -> list[Path]:
+    """The SQL function files, ``recplatform/sql/rec.<name>.sql``, sorted by name."""
+    return sorted(SQL_DIR.glob("rec.*.sql"))
+
+
+def sql_function_text(path: Path) -> str:
+    """A function file's ``CREATE OR REPLACE FUNCTION`` statement, without the comment lines above it."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
+def sql_functions() -> list:
+    """The SQL function files as alembic-utils ``PGFunction`` entities (what ``env.py`` registers)."""
+    from alembic_utils.pg_function import PGFunction  # deferred: alembic-utils (migrations only)
+
+    return [PGFunction.from_sql(sql_function_text(path)) for path in sql_function_files()]
+
+
 def migrate(settings: Settings | None = None, revision: str = "head") -> None:
-    """Upgrade the ``rec`` schema to ``revision`` (idempotent)."""
+    """Upgrade the ``rec`` schema to ``revision`` (idempotent), then give the reader role its password."""
     from alembic import command  # deferred: alembic
 
+    settings = settings or get_settings()
     command.upgrade(alembic_config(settings), revision)
+    with connect(settings, vector=False) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
+            try:
+                set_role_password(conn, READER_ROLE, ensure_reader_password(settings))
+                conn.commit()
+            except psycopg.errors.InsufficientPrivilege as exc:  # a role an administrator manages
+                conn.rollback()
+                log.warning("password of %s not set: %s", READER_ROLE, exc.diag.message_primary)
+
+
+def set_role_password(conn: psycopg.Connection, role: str, password: str) -> None:
+    """Set a role's password as a SCRAM-SHA-256 verifier computed here, by libpq (``PQencryptPasswordConn``).
+
+    The one place a password reaches the database: the statement carries
+    ``SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>``, never the password, so it cannot show up in
+    migrations, statement logs or ``pg_stat_statements``. Logging in with ``password`` works as before.
+    """
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
 
 
 def downgrade(settings: Settings | None = None, revision: str = "base") -> None:

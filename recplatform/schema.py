@@ -1,6 +1,6 @@
 """The ``rec`` schema as SQLAlchemy Core tables: the reference Alembic autogenerate compares against.
 
-Migrations under ``migrations/versions`` create these tables; per-space HNSW indexes are created by the
+Migrations under ``recplatform/migrations/versions`` create these tables; per-space HNSW indexes are created by the
 SQL function ``rec.ensure_space_indexes(space_id)`` (fired by a trigger when a space is registered),
 because each space has its own dimension: a partial expression index
 ``USING hnsw ((embedding::vector(DIM)) vector_cosine_ops) WHERE space_id = ID``.
@@ -9,26 +9,10 @@ because each space has its own dimension: a partial expression index
 from __future__ import annotations
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    MetaData,
-    Table,
-    Text,
-    UniqueConstraint,
-    func,
-    text,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (ARRAY, BigInteger, Boolean, CheckConstraint, Column, Computed, DateTime, Float, ForeignKey,
+                        ForeignKeyConstraint, Identity, Index, Integer, MetaData, Table, Text, UniqueConstraint, func,
+                        text)
+from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
 
 SCHEMA = "rec"
 metadata = MetaData(schema=SCHEMA)
@@ -68,6 +52,7 @@ items = Table(
     *_timestamps(),
     CheckConstraint("length(btrim(title)) > 0", name="items_title_not_empty"),
 )
+Index("items_created_at", items.c.created_at)  # fresh items by age (exploration)
 
 interactions = Table(
     "interactions", metadata,
@@ -118,4 +103,92 @@ user_embeddings = Table(
     Column("content_hash", Text, nullable=False),
     Column("embedded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("kind IN ('demographic', 'taste')", name="user_embeddings_kind"),
+)
+
+# ----- retrieval (migrations 0002, 0004) ----------------------------------------------------------------
+# The strategies rec.recommend knows, the one list: rec._check_request validates against it, the defaults below
+# reference it, the client and the evaluation read it. ``serves_cold``: works for a user with no history
+# (false for ``taste``, which needs the user's taste vector); ``position`` orders listings and error messages.
+strategies = Table(
+    "strategies", metadata,
+    Column("name", Text, primary_key=True),
+    Column("position", Integer, nullable=False, unique=True),
+    Column("serves_cold", Boolean, nullable=False),
+    Column("description", Text, nullable=False),
+    UniqueConstraint("name", "serves_cold", name="strategies_name_serves_cold_key"),
+)
+
+# Default strategy and parameters per user type. A cold row's ``serves_cold`` is true (NULL for warm), so the
+# foreign key (strategy, serves_cold) admits only strategies that serve cold users there.
+retrieval_defaults = Table(
+    "retrieval_defaults", metadata,
+    Column("user_type", Text, primary_key=True),
+    Column("strategy", Text, ForeignKey("rec.strategies.name", name="retrieval_defaults_strategy_fkey"),
+           nullable=False),
+    Column("popularity_weight", Float, nullable=False, server_default=text("0")),
+    Column("neighbors", Integer, nullable=False, server_default=text("100")),
+    Column("content_weight", Float, nullable=False, server_default=text("0")),
+    Column("note", Text, nullable=False, server_default=text("''")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("serves_cold", Boolean, Computed("NULLIF(user_type = 'cold', false)", persisted=True)),
+    # onboarding (users with at least one but fewer than switch_after distinct items): the cold prior updated by
+    # evidence_weight * x_u.y_i once they have evidence_from items; exploration: the share of a list given to
+    # fresh items (fewer than fresh_max_interactions users, or younger than fresh_max_age); tuning: what chose
+    # the values (`recplatform tune` / the evaluation), with its validation score
+    Column("evidence_weight", Float, nullable=False, server_default=text("0")),
+    Column("evidence_from", Integer, nullable=False, server_default=text("1")),
+    Column("switch_after", Integer, nullable=False, server_default=text("1")),
+    Column("exploration_share", Float, nullable=False, server_default=text("0")),
+    Column("fresh_max_interactions", Integer, nullable=False, server_default=text("5")),
+    Column("fresh_max_age", INTERVAL),
+    Column("tuning", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
+    CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
+                    name="retrieval_defaults_onboarding_check"),
+    CheckConstraint("evidence_weight BETWEEN 0 AND 100", name="retrieval_defaults_evidence_weight_check"),
+    CheckConstraint("evidence_from >= 1", name="retrieval_defaults_evidence_from_check"),
+    CheckConstraint("switch_after >= 1", name="retrieval_defaults_switch_after_check"),
+    CheckConstraint("exploration_share BETWEEN 0 AND 1", name="retrieval_defaults_exploration_share_check"),
+    CheckConstraint("fresh_max_interactions >= 0", name="retrieval_defaults_fresh_max_interactions_check"),
+    CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
+    CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
+    CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),
+    ForeignKeyConstraint(["strategy", "serves_cold"], ["rec.strategies.name", "rec.strategies.serves_cold"],
+                         name="retrieval_defaults_cold_strategy_fkey"),
+)
+
+item_priors = Table(
+    "item_priors", metadata,
+    Column("item_id", Text, ForeignKey("rec.items.item_id", ondelete="CASCADE"), primary_key=True),
+    Column("n_users", BigInteger, nullable=False),
+    Column("popularity", Float, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
+Index("item_priors_n_users", item_priors.c.n_users)  # fresh items by interaction count (exploration)
+
+coldstart_maps = Table(
+    "coldstart_maps", metadata,
+    Column("map_id", Integer, Identity(always=False), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("source_space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("target_space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("source_dimension", Integer, nullable=False),
+    Column("target_dimension", Integer, nullable=False),
+    Column("is_active", Boolean, nullable=False, server_default=text("false")),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('demographic_to_taste', 'content_to_item')", name="coldstart_maps_kind_check"),
+    Index("coldstart_maps_one_active", "kind", "source_space_id", "target_space_id", unique=True,
+          postgresql_where=text("is_active")),
+)
+
+coldstart_map_rows = Table(
+    "coldstart_map_rows", metadata,
+    Column("map_id", Integer, ForeignKey("rec.coldstart_maps.map_id", ondelete="CASCADE"), primary_key=True),
+    Column("out_index", Integer, primary_key=True),
+    Column("weights", Vector(), nullable=False),
+    Column("bias", Float, nullable=False, server_default=text("0")),
 )

@@ -1,21 +1,29 @@
 """Embedded services for one machine: PostgreSQL 18 + pgvector and Redis, started under the state directory.
 
-``up`` is idempotent and recovers from stale pid files; ``down`` stops only what ``up`` started,
-identified by the pid it recorded; ``status`` reports what runs and checks external services answer.
-Nothing listens on a non-loopback address: Postgres uses a unix socket (plus 127.0.0.1 when a port
-is configured) and Redis only a unix socket.
+``up`` is idempotent and recovers from stale pid and lock files (a killed server, even one left as a
+zombie); ``down`` stops only what ``up`` started, identified by the pid it recorded; ``status`` reports what
+runs and checks external services answer. Nothing listens on a non-loopback address: Postgres uses a unix
+socket (plus 127.0.0.1 when a port is configured) and Redis only a unix socket, both in a 0700 directory.
+Every Postgres connection, socket or TCP, authenticates with a scram-sha-256 password: the superuser's is
+generated at the first ``up`` into ``state_dir/secrets`` (0600) and reaches libpq through a password file
+that the platform's URLs name, so no URL carries a secret.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import time
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +32,8 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from recplatform.config import Settings
+from recplatform import db
+from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
 from recplatform.workers.process import stop_local_worker
 
 log = logging.getLogger(__name__)
@@ -106,9 +115,109 @@ def _prepare_root_permissions(settings: Settings) -> None:
     for path in (settings.pg_data_dir, settings.pg_socket_dir):
         ensure_prefix_permissions(path)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-    log_file = settings.state_dir / "logs" / "postgres.log"
-    log_file.touch(exist_ok=True)
-    os.chown(log_file, entry.pw_uid, entry.pw_gid)
+    os.chown(settings.state_dir / "logs" / "postgres.log", entry.pw_uid, entry.pw_gid)
+
+
+def _private_logs(settings: Settings, *names: str) -> None:
+    """Logs readable by their owner only; as root the directory stays traversable for the server's user."""
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logs.chmod(0o711 if os.geteuid() == 0 else 0o700)
+    for name in names:
+        (logs / name).touch(mode=0o600, exist_ok=True)
+        (logs / name).chmod(0o600)
+
+
+def _pg_uids() -> set[int]:
+    """OS users that may own the socket directory: us, and the server's user when we are root."""
+    uids = {os.geteuid()}
+    if os.geteuid() == 0:
+        try:
+            uids.add(pwd.getpwnam(PG_SYSTEM_USER).pw_uid)
+        except KeyError:
+            pass
+    return uids
+
+
+def _private_socket_dir(path: Path) -> None:
+    """The socket directory: ours (not a link another user planted in /tmp), mode 0700. Only its owner (and
+    root) can reach the sockets inside, whatever the sockets' own modes."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in _pg_uids():
+        raise RuntimeError(f"socket directory {path} is not a directory owned by this user (uid {info.st_uid}); "
+                           "remove it or choose another RECPLATFORM_STATE_DIR")
+    path.chmod(0o700)
+
+
+# ----- passwords --------------------------------------------------------------------------------
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier Postgres stores for ``password`` (RFC 7677), computed here so that the
+    password itself never travels to the server or into SQL text."""
+    if not password.isascii():  # SASLprep's normalisation, as libpq applies it
+        password = unicodedata.normalize("NFKC", password)
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+_TRUST_LINE = re.compile(r"^(\s*(?:local|host\w*)\s.*?\s)trust(\s*(?:#.*)?)$", re.MULTILINE)
+
+
+def _hba_trusts(settings: Settings) -> bool:
+    try:
+        return bool(_TRUST_LINE.search((settings.pg_data_dir / "pg_hba.conf").read_text()))
+    except FileNotFoundError:
+        return False
+
+
+def _upgrade_hba(settings: Settings) -> None:
+    """A cluster initialised by an earlier version with ``--auth=trust``: every trust rule becomes scram."""
+    hba = settings.pg_data_dir / "pg_hba.conf"
+    text = _TRUST_LINE.sub(lambda m: f"{m.group(1)}scram-sha-256{m.group(2)}", hba.read_text())
+    info = hba.stat()
+    tmp = hba.with_name("pg_hba.conf.recplatform")
+    tmp.write_text(text)
+    os.chown(tmp, info.st_uid, info.st_gid)
+    tmp.chmod(stat.S_IMODE(info.st_mode))
+    os.replace(tmp, hba)
+    log.warning("pg_hba.conf of %s used trust authentication; every rule now requires a scram-sha-256 password",
+                settings.pg_data_dir)
+
+
+def _set_superuser_password_offline(settings: Settings, as_user: dict) -> None:
+    """Set the superuser's password from its file with the server stopped (single-user mode): no connection,
+    and only the verifier is ever written."""
+    verifier = scram_verifier(settings.postgres_password or "")
+    result = subprocess.run(
+        [_pg_bin("postgres"), "--single", "-D", str(settings.pg_data_dir), "-c", "exit_on_error=on", "postgres"],
+        input=f"ALTER ROLE postgres PASSWORD '{verifier}'\n", capture_output=True, text=True, **as_user,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"could not set the superuser password of {settings.pg_data_dir} "
+                           f"(single-user mode): {result.stderr.strip()[-1000:]}")
+    log.info("superuser password set from %s", settings.postgres_password_file)
+
+
+def _initdb(settings: Settings, as_user: dict) -> None:
+    """A new cluster that asks every connection for a scram-sha-256 password; the superuser's is set from its
+    verifier, handed to initdb in a file only the server's user can read and removed at once."""
+    log.info("initialising a new cluster in %s", settings.pg_data_dir)
+    pwfile = settings.pg_socket_dir / ".initdb-pw"
+    write_secret(pwfile, scram_verifier(settings.postgres_password or ""))
+    try:
+        if as_user:
+            os.chown(pwfile, pwd.getpwnam(as_user["user"]).pw_uid, as_user["group"])
+        subprocess.run(
+            [_pg_bin("initdb"), "-D", str(settings.pg_data_dir), "--auth-local=scram-sha-256",
+             "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
+            check=True, capture_output=True, text=True, **as_user,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
 
 
 # ----- Postgres ---------------------------------------------------------------------------------
@@ -119,26 +228,34 @@ def postgres_pid(settings: Settings) -> int | None:
 
 def start_postgres(settings: Settings) -> int:
     """Init (first time) and start the embedded server; returns the postmaster pid. Idempotent."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    _private_logs(settings, "postgres.log")
+    (settings.state_dir / "pids").mkdir(exist_ok=True)
+    write_pgpass(settings)  # generates the passwords at the first ``up``
     pid = postgres_pid(settings)
     if pid:
         log.info("postgres already running (pid %s)", pid)
-        ensure_database(settings)  # RECPLATFORM_DATABASE_NAME may have changed since it started
-        return pid
-    for path in (settings.pg_data_dir, settings.pg_socket_dir, settings.state_dir / "pids", settings.state_dir / "logs"):
-        path.mkdir(parents=True, exist_ok=True)
-    settings.pg_socket_dir.chmod(0o755)
+        _check_running_port(settings)
+        return _after_start(settings, pid)  # RECPLATFORM_DATABASE_NAME may have changed since it started
+    settings.pg_data_dir.mkdir(parents=True, exist_ok=True)
+    _private_socket_dir(settings.pg_socket_dir)
     _prepare_root_permissions(settings)
     as_user = _run_as_pg_user()
     if not (settings.pg_data_dir / "PG_VERSION").exists():
-        log.info("initialising a new cluster in %s", settings.pg_data_dir)
-        subprocess.run(
-            [_pg_bin("initdb"), "-D", str(settings.pg_data_dir), "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "-U", "postgres"],
-            check=True, capture_output=True, text=True, **as_user,
-        )
-    _clear_stale_postmaster(settings)
+        _initdb(settings, as_user)
+    else:
+        _clear_stale_postmaster(settings)
+        if _hba_trusts(settings):  # initialised by an earlier version: require passwords from now on
+            _upgrade_hba(settings)
+            _set_superuser_password_offline(settings, as_user)
+    pid = _pg_ctl_start(settings, as_user)
+    return _after_start(settings, pid)
+
+
+def _pg_ctl_start(settings: Settings, as_user: dict) -> int:
     listen = f"-c listen_addresses=127.0.0.1 -p {settings.pg_port}" if settings.pg_port else "-c listen_addresses=''"
-    options = f"{listen} -k {settings.pg_socket_dir} -c max_connections=200 -c shared_buffers=256MB"
+    options = (f"{listen} -k {settings.pg_socket_dir} -c unix_socket_permissions=0700 "
+               "-c password_encryption=scram-sha-256 -c max_connections=200 -c shared_buffers=256MB")
     log_file = settings.state_dir / "logs" / "postgres.log"
     result = subprocess.run(
         [_pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-l", str(log_file), "-w", "-t", "60",
@@ -150,18 +267,93 @@ def start_postgres(settings: Settings) -> int:
         raise RuntimeError(f"embedded postgres failed to start: {result.stderr.strip()}\n{tail}")
     pid = _read_pid(settings.pg_data_dir / "postmaster.pid")
     _pid_file(settings, "postgres").write_text(f"{pid}\n")
-    ensure_database(settings)
-    log.info("postgres started (pid %s, socket %s)", pid, settings.pg_socket_dir)
+    log.info("postgres started (pid %s, socket %s%s)", pid, settings.pg_socket_dir,
+             f", 127.0.0.1:{settings.pg_port}" if settings.pg_port else "")
     return pid
 
 
+def _after_start(settings: Settings, pid: int) -> int:
+    """Create the database and give rec_reader its configured password. If the superuser's password file no
+    longer matches the server (deleted, edited), reset the password from the file: whoever can run ``up`` owns
+    the data directory anyway."""
+    try:
+        ensure_database(settings)
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" not in str(exc):
+            raise
+        log.warning("the superuser password in %s does not match the server; resetting it",
+                    settings.postgres_password_file)
+        stop_postgres(settings)
+        _set_superuser_password_offline(settings, _run_as_pg_user())
+        pid = _pg_ctl_start(settings, _run_as_pg_user())
+        ensure_database(settings)
+    _sync_reader_password(settings)
+    return pid
+
+
+def _check_running_port(settings: Settings) -> None:
+    running = (settings.pg_data_dir / "postmaster.pid").read_text().splitlines()
+    port = int(running[3]) if len(running) > 3 and running[3].strip().isdigit() else 5432
+    if port != (settings.pg_port or 5432):
+        raise RuntimeError(f"the embedded postgres runs on port {port} but RECPLATFORM_PG_PORT asks for "
+                           f"{settings.pg_port or 'none (5432)'}; run `recplatform down` and `up` again")
+
+
+def _sync_reader_password(settings: Settings) -> None:
+    """rec_reader (created by the migration) logs in with the configured password, whatever an earlier version
+    or an earlier RECPLATFORM_READER_PASSWORD set."""
+    password = ensure_reader_password(settings)
+    with psycopg.connect(settings.maintenance_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (db.READER_ROLE,)).fetchone():
+            db.set_role_password(conn, db.READER_ROLE, password)
+
+
+def _reap(pid: int | None) -> None:
+    """Collect ``pid`` if it is a dead child of ours (a zombie would otherwise look alive to Postgres)."""
+    if pid:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass
+
+
+def _wait_for_old_backends(settings: Settings, timeout: float = 15.0) -> None:
+    """After a postmaster was killed its children notice and exit; wait for that before the shared-memory
+    interlock (postmaster.pid) is removed, so two servers never share the data directory."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == settings.pg_data_dir:
+                    left.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+                continue
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes {left} of an earlier server still run in {settings.pg_data_dir}; "
+                               "stop them, then run `recplatform up` again")
+        time.sleep(0.1)
+
+
 def _clear_stale_postmaster(settings: Settings) -> None:
-    """After a crash postmaster.pid may name a dead (or reused) pid; remove it so the server can start."""
+    """After a crash (``kill -9``) postmaster.pid and the socket lock name a dead, reused or zombie pid. Postgres
+    counts a zombie as alive and refuses to start, so remove those files once the old server is really gone."""
     pm = settings.pg_data_dir / "postmaster.pid"
     pid = _read_pid(pm)
     if pid and not _alive(pid, "postgres"):
+        _reap(pid)
+        _wait_for_old_backends(settings)
         log.warning("removing stale %s (pid %s is gone)", pm, pid)
         pm.unlink(missing_ok=True)
+    for lock in settings.pg_socket_dir.glob(".s.PGSQL.*.lock"):
+        owner = _read_pid(lock)
+        if not _alive(owner, "postgres"):
+            _reap(owner)
+            log.warning("removing stale %s (pid %s is gone)", lock, owner)
+            lock.unlink(missing_ok=True)
+            lock.with_suffix("").unlink(missing_ok=True)  # the socket itself
 
 
 def ensure_database(settings: Settings) -> None:
@@ -200,8 +392,11 @@ def start_redis(settings: Settings) -> int:
         log.info("redis already running (pid %s)", pid)
         return pid
     data_dir = settings.state_dir / "redis"
-    for path in (data_dir, settings.pg_socket_dir, settings.state_dir / "pids", settings.state_dir / "logs"):
+    for path in (data_dir, settings.state_dir / "pids"):
         path.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    _private_logs(settings, "redis.log")
+    _private_socket_dir(settings.pg_socket_dir)
     pid_path = _pid_file(settings, "redis")
     pid_path.unlink(missing_ok=True)
     settings.redis_socket.unlink(missing_ok=True)
@@ -260,7 +455,7 @@ def postgres_answers(url: str) -> tuple[bool, str]:
             version = conn.execute("SHOW server_version").fetchone()[0]
             return True, f"PostgreSQL {version}"
     except Exception as exc:  # noqa: BLE001
-        return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, redact_url(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
 
 
 def broker_answers(url: str) -> tuple[bool, str]:
@@ -274,7 +469,7 @@ def broker_answers(url: str) -> tuple[bool, str]:
             conn.ensure_connection(max_retries=1)
         return True, "broker answers"
     except Exception as exc:  # noqa: BLE001
-        return False, str(exc)
+        return False, redact_url(str(exc))
 
 
 # ----- the three commands -----------------------------------------------------------------------
@@ -305,32 +500,22 @@ def status(settings: Settings) -> list[ServiceStatus]:
     if settings.uses_embedded_postgres:
         pid = postgres_pid(settings)
         detail = f"data {settings.pg_data_dir}" + (f", also 127.0.0.1:{settings.pg_port}" if settings.pg_port else "")
-        rows.append(ServiceStatus("postgres", True, pid is not None, pid, settings.postgres_url, detail))
+        rows.append(ServiceStatus("postgres", True, pid is not None, pid, redact_url(settings.postgres_url), detail))
     else:
         ok, detail = postgres_answers(settings.postgres_url)
-        rows.append(ServiceStatus("postgres", False, ok, None, _redact(settings.postgres_url), detail))
+        rows.append(ServiceStatus("postgres", False, ok, None, redact_url(settings.postgres_url), detail))
     if settings.uses_embedded_redis:
         pid = redis_pid(settings)
         rows.append(ServiceStatus("redis", True, pid is not None, pid, settings.celery_broker_url,
                                   f"data {settings.state_dir / 'redis'}"))
     else:
         ok, detail = broker_answers(settings.celery_broker_url)
-        rows.append(ServiceStatus("broker", False, ok, None, _redact(settings.celery_broker_url), detail))
+        rows.append(ServiceStatus("broker", False, ok, None, redact_url(settings.celery_broker_url), detail))
     worker_pid = _read_pid(_pid_file(settings, "worker"))
     if worker_pid and _alive(worker_pid, "celery"):
         rows.append(ServiceStatus("worker", True, True, worker_pid, settings.celery_broker_url,
                                   f"log {settings.state_dir / 'logs' / 'worker.log'}"))
     return rows
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def remove_state(settings: Settings) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from recplatform import db, features, services
 from recplatform.config import Settings
+from recplatform.publish import ingest_and_publish
 
 _ids = itertools.count(1)
 

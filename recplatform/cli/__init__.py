@@ -10,7 +10,7 @@ import typer
 
 from recplatform.cli import data, demo, evaluate, retrieval, services, workers
 from recplatform.cli.output import console
-from recplatform.config import get_settings
+from recplatform.config import get_settings, redact_url
 
 app = typer.Typer(
     help="recplatform: feature-store-backed recommendations (Feast + LLM embeddings in Postgres/pgvector).\n\n"
@@ -33,7 +33,7 @@ def main() -> None:
         settings = get_settings()
         hint = "start it with `recplatform up`" if settings.uses_embedded_postgres else "check RECPLATFORM_DATABASE_URL"
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        console.print(f"[red]cannot reach Postgres[/red] at {settings.postgres_url}: {reason}\n{hint}")
+        console.print(f"[red]cannot reach Postgres[/red] at {redact_url(settings.postgres_url)}: {reason}\n{hint}")
         raise SystemExit(1) from None
 
 

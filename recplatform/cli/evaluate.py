@@ -39,7 +39,7 @@ def load_dataset(spec: str, seed: int):
 
 def evaluate_command(
     dataset: str = typer.Option(..., "--dataset", help="movielens:PATH or synthetic[:USERSxITEMS]"),
-    protocol: str = typer.Option("all", "--protocol", help="cold-user, warm, new-item, onboarding or all"),
+    protocol: str = typer.Option("all", "--protocol", help="cold-user, warm, new-item, onboarding, a comma-separated list, or all"),
     folds: int = typer.Option(5, "--folds", min=2, help="cold-user and onboarding folds (user-disjoint)"),
     onboarding_users: Optional[int] = typer.Option(None, "--onboarding-users", min=1,
                                                    help="onboarding: at most this many test users per fold "
@@ -65,10 +65,11 @@ def evaluate_command(
     )
 
     settings = cli_settings()
-    protocols = PROTOCOLS if protocol == "all" else (protocol,)
-    if protocol != "all" and protocol not in PROTOCOLS:
-        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)} or all, got {protocol!r}",
-                                 param_hint="--protocol")
+    protocols = PROTOCOLS if protocol == "all" else tuple(p.strip() for p in protocol.split(",") if p.strip())
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}, a comma-separated list of them, or all; "
+                                 f"got {protocol!r}", param_hint="--protocol")
     config = EvalConfig(protocols=tuple(protocols), folds=folds, seed=seed, threshold=threshold, platform=platform,
                         model=model, n_boot=bootstrap, onboarding_users=onboarding_users)
     started = time.perf_counter()

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from recplatform.cli.output import cli_settings, console, print_table
+from recplatform.config import redact_url
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
 from recplatform.workers import process
@@ -35,7 +36,7 @@ def worker(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     console.print(f"worker: queues {','.join(p.queues)}, pool {p.pool} x{p.concurrency}, device {p.device}, "
-                  f"broker {settings.celery_broker_url}")
+                  f"broker {redact_url(settings.celery_broker_url)}")
     from recplatform.workers.app import celery_app  # deferred: celery
 
     celery_app.worker_main(argv=process.worker_argv(p, loglevel=loglevel,
@@ -72,7 +73,7 @@ def embed(
                                       register=False)
         except Exception as exc:  # noqa: BLE001 - broker down: say what to do
             console.print(f"[red]could not enqueue[/red] ({type(exc).__name__}: {exc}); is the broker up "
-                          f"({settings.celery_broker_url})? Use --local to embed without one.")
+                          f"({redact_url(settings.celery_broker_url)})? Use --local to embed without one.")
             raise typer.Exit(1) from exc
         rows = [[name, c["items"], c["users"], c["batches"]] for name, c in result.spaces.items()]
         print_table("enqueued", ["space", "items", "users", "messages"], rows)

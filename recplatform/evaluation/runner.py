@@ -138,7 +138,7 @@ def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "recplatform", "migrations"], cwd=PROJECT_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "recplatform"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return out + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -237,7 +237,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
             if progress:
                 progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: baselines", done)
             if platform_available:
-                served = serving.serve_split(dataset, split, config, settings, depth=min(depth, serving.MAX_K))
+                served = serving.serve_split(dataset, split, config, settings, depth=depth)
                 for strat in served.strategies:
                     recs.setdefault(strat.name, {}).update(strat.recommendations)
                     seconds[strat.name] = seconds.get(strat.name, 0.0) + strat.seconds

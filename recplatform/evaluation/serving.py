@@ -15,7 +15,8 @@ Per split:
    content_weight)`` for every test user and platform variant; the database is dropped afterwards.
 
 Which platform strategy is the default comes from ``rec.retrieval_defaults`` (what ``rec.recommend`` serves
-when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise.
+when no strategy is named): the ``cold`` row for the cold-user protocol, the ``warm`` row otherwise. Which
+strategies are evaluated, and the largest k, come from the database too (``rec.strategies``, ``rec.limits()``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from recplatform.evaluation.protocols import Split
 from recplatform.ingest import ingest
 from recplatform.retrieval.taste import refresh_user_taste
 from recplatform.retrieval.training import train_collaborative_space
+from recplatform.retrieval.limits import Limits, read_limits
 
 log = logging.getLogger(__name__)
 
-COLD_STRATEGIES: tuple[str, ...] = ("neighbors_vote", "neighbors_taste", "learned_map", "prompt")
-WARM_STRATEGIES: tuple[str, ...] = ("taste",)
+# Strategies the harness does not run through rec.recommend: its global-popularity baseline ranks the same way.
+BASELINE_STRATEGIES: tuple[str, ...] = ("popularity",)
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.3)
 # Warm taste blended with the content space: 0 = collaborative taste only, 1 = content-space taste only.
 CONTENT_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
@@ -53,7 +55,6 @@ NEW_ITEM_PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.1)
 NEIGHBOR_COUNTS: tuple[int, ...] = (50, 200)
 NEIGHBOR_PRIOR_WEIGHTS: tuple[float, ...] = (0.1, 0.3)
 _counter = itertools.count(1)
-MAX_K = 1000  # rec.recommend's documented maximum k
 FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch database and embedded in-process by "
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
@@ -133,11 +134,10 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
 
 
 # Onboarding: what rec.recommend serves with no strategy (the default), the collaborative taste vector alone
-# (what a user with one interaction got before the onboarding path existed), and the cold default forced.
+# (what a user with one interaction got before the onboarding path existed), the cold default forced, and the
+# onboarding path forced.
 ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3),
                                             Variant("onboarding"))
-
-
 # New items: exploration shares served besides the default one (the share-0 row is the deep default list).
 EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
 # Exploration variants are asked for 10 items (the list a user is shown; the fresh slots are its last ones), so
@@ -145,18 +145,22 @@ EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
 EXPLORATION_K = 10
 
 
-def strategies_for(protocol: str) -> list[Variant]:
-    """The rec.recommend variants evaluated on a protocol; ``default`` (no strategy named) is always first."""
+def strategies_for(protocol: str, limit: Limits) -> list[Variant]:
+    """The rec.recommend variants evaluated on a protocol; ``default`` (no strategy named) is always first. On
+    cold users every strategy that serves them, on warm users those that need a user's history
+    (``rec.strategies``), each with prior/content weights; the onboarding path once (it has no content blend)."""
     if protocol == "onboarding":
         return list(ONBOARDING_VARIANTS)
     if protocol == "cold-user":
-        return ([Variant("default")] + [Variant(s, w) for s in COLD_STRATEGIES for w in PRIOR_WEIGHTS]
+        cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
+        return ([Variant("default")] + [Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
     if protocol == "new-item":
         return ([Variant("default"), Variant("taste", 0.0, 1.0), Variant("default", exploration_share=None, shallow=True)]
                 + [Variant("default", exploration_share=s, shallow=True) for s in EXPLORATION_SHARES])
-    return [Variant("default")] + [Variant(s, w, c) for s in WARM_STRATEGIES for c in CONTENT_WEIGHTS
-                                   for w in PRIOR_WEIGHTS]
+    warm = [s for s in limit.strategies if s not in limit.cold_strategies and s != "onboarding"]
+    return ([Variant("default"), Variant("onboarding")]
+            + [Variant(s, w, c) for s in warm for c in CONTENT_WEIGHTS for w in PRIOR_WEIGHTS])
 
 
 def available(settings: Settings | None = None) -> tuple[bool, str]:
@@ -334,13 +338,14 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
             if not conn.execute(HAS_RECOMMEND_SQL).fetchone()[0]:
                 return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
             defaults = _defaults(conn)
+            limit = read_limits(conn)
         default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
-        for variant in strategies_for(split.protocol):
+        for variant in strategies_for(split.protocol, limit):
             t0 = time.perf_counter()
             strategy, weight, content = variant.call()
-            k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, MAX_K)
+            k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, limit.max_k)
             recs = recommend_all(settings, users, strategy, weight, k, content, variant.neighbors,
                                  variant.exploration_share)
             seconds = time.perf_counter() - t0

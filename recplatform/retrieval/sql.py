@@ -1,4 +1,4 @@
-"""SQL text used by the retrieval modules and the client, kept in one place (ranking lives in migration 0002).
+"""SQL text used by the retrieval modules and the client, kept in one place (ranking lives in recplatform/sql).
 
 Every statement binds values as parameters; the only ``str.format`` fields are integer space ids.
 """
@@ -92,3 +92,7 @@ ACTIVE_CONTENT_SPACE = """
 SELECT space_id, model_ref, dimension, template_version FROM rec.embedding_models
 WHERE kind = 'content' AND is_active
 """
+
+# ----- limits and strategies (recplatform.retrieval.limits) --------------------------------------------
+LIMITS = "SELECT max_k, min_year, max_year, max_genre_length FROM rec.limits()"
+STRATEGIES = "SELECT name, serves_cold FROM rec.strategies ORDER BY position"

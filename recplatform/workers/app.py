@@ -4,17 +4,24 @@
 The broker comes from ``Settings.celery_broker_url`` (embedded Redis over its unix socket by default,
 ``redis+socket:///…/redis.sock``; any Redis or RabbitMQ URL via ``RECPLATFORM_BROKER_URL``). Heavy state
 (the encoder, Feast's FeatureStore) is created per worker *process*, after the fork: in
-``worker_process_init`` for prefork children, in ``worker_ready`` for solo/threads pools.
+``worker_process_init`` for prefork children, in ``worker_ready`` for solo/threads pools. Beat is single:
+see :class:`SingleBeatScheduler`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import logging
 import os
+import signal
 import sys
+import time
 from datetime import timedelta
 
+from billiard.process import current_process
 from celery import Celery, signals
+from celery.beat import PersistentScheduler
 from kombu import Queue
 
 from recplatform import features
@@ -90,9 +97,63 @@ def make_app(settings: Settings, *, name: str = "recplatform") -> Celery:
             },
         },
         beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
+        beat_scheduler="recplatform.workers.app:SingleBeatScheduler",
         timezone="UTC",
     )
     return app
+
+
+# ----- beat: one at a time, and never outliving the worker it is embedded in -------------------------------
+_beat_lock_fd: list[int] = []  # held open for the life of the beat process
+
+
+class SingleBeatScheduler(PersistentScheduler):
+    """Beat's scheduler with two guarantees, so that every periodic task is sent once:
+
+    - embedded in a worker (``worker -B``), the beat process dies with that worker, even one killed with
+      SIGKILL (``PR_SET_PDEATHSIG``): no orphaned beat keeps scheduling beside the next worker's;
+    - one beat per schedule file at a time: an exclusive ``flock`` on ``<schedule>.lock``, which the kernel
+      releases when its holder dies; a second beat waits and takes over when the first one ends.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if not kwargs.get("lazy"):
+            _die_with_worker()
+            _take_beat_lock(kwargs.get("schedule_filename") or "celerybeat-schedule")
+        super().__init__(*args, **kwargs)
+
+
+def _die_with_worker() -> None:
+    proc = current_process()
+    if proc.name != "Beat" or not sys.platform.startswith("linux"):
+        return  # a standalone ``celery beat`` belongs to whoever supervises it
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    parent = getattr(proc, "_parent_pid", None)
+    if parent and os.getppid() != parent:  # the worker died before the line above
+        log.warning("beat: its worker (pid %s) is gone; exiting", parent)
+        raise SystemExit(0)
+
+
+def _take_beat_lock(schedule_filename: str) -> None:
+    path = f"{schedule_filename}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not waiting:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                log.warning("beat: another beat (pid %s) holds %s; this one waits to take over", holder, path)
+                waiting = True
+            time.sleep(1.0)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _beat_lock_fd.append(fd)
+    if waiting:
+        log.info("beat: took over %s", path)
 
 
 celery_app = make_app(get_settings())

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
-from recplatform.config import Settings, get_settings
+from recplatform.config import Settings, get_settings, redact_url
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
 
@@ -105,8 +105,8 @@ def enqueue_ingested(result: Any, settings: Settings | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - ingestion has committed; the queue is only a trigger
         log.warning("broker %s unavailable (%s: %s) after %.1fs: %d embedding/taste messages not sent; "
                     "`recplatform embed` or the scheduled reconcile will pick the entities up",
-                    _redact(settings.celery_broker_url), type(exc).__name__, exc, time.perf_counter() - started,
-                    len(messages))
+                    redact_url(settings.celery_broker_url), type(exc).__name__, redact_url(str(exc)),
+                    time.perf_counter() - started, len(messages))
         return 0
     log.info("enqueued %d messages (%d items, %d users changed; %d users touched)", sent,
              len(getattr(result, "changed_item_ids", []) or []), len(getattr(result, "changed_user_ids", []) or []),
@@ -157,13 +157,3 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
     log.info("reconcile: %s; enqueued %d batches%s", out.spaces or "nothing missing", out.published,
              f"; activated {out.activated}" if out.activated else "")
     return out
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url

@@ -102,7 +102,8 @@ def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
            "RECPLATFORM_DATABASE_NAME": settings.database_name}
     argv = [sys.executable, "-m", "celery", "-A", APP,
             *worker_argv(p, name="recplatform-local@%h", schedule=str(settings.state_dir / "celerybeat-schedule"))]
-    with open(logs / "worker.log", "ab") as out:
+    log_fd = os.open(logs / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(log_fd, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     _pid_file(settings).write_text(f"{proc.pid}\n")

@@ -195,14 +195,13 @@ def upgrade() -> None:
     """)
 
     # Read-only role for analytics tools: SELECT on rec (and EXECUTE on its retrieval functions), nothing else.
-    from recplatform.config import get_settings
-
-    password = get_settings().reader_password.replace("'", "''")
-    op.execute(f"""
+    # No password here: recplatform.db.migrate sets it after the upgrade (db.set_role_password, a SCRAM verifier
+    # computed client-side), so it never appears in migration SQL.
+    op.execute("""
     DO $do$
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rec_reader') THEN
-            CREATE ROLE rec_reader LOGIN PASSWORD '{password}';
+            CREATE ROLE rec_reader LOGIN;
         END IF;
         EXECUTE format('GRANT CONNECT ON DATABASE %I TO rec_reader', current_database());
     END

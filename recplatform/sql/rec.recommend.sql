@@ -1,0 +1,71 @@
+-- Top k items for a stored user: rec._recommend_main (warm taste, onboarding or a cold strategy, from
+-- rec.retrieval_defaults unless the call names them), whose last floor(exploration_share * k) slots go to fresh
+-- items ranked for the user (source 'exploration'; rec._rank_fresh). exploration_share NULL = the default of the
+-- user's row in rec.retrieval_defaults ('cold' without interactions, else 'warm'), 0 = off.
+CREATE OR REPLACE FUNCTION rec.recommend(user_id text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true,
+                              genres text[] DEFAULT NULL, min_year integer DEFAULT NULL,
+                              max_year integer DEFAULT NULL, strategy text DEFAULT NULL,
+                              popularity_weight double precision DEFAULT NULL,
+                              content_weight double precision DEFAULT NULL,
+                              exploration_share double precision DEFAULT NULL)
+RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_user constant text := $1;
+    v_k constant integer := $2;
+    v_share double precision := $10;
+    v_seen text[] := '{}';
+    v_n integer;
+    v_fresh integer;
+    v_collab integer := rec.active_space_id('collaborative');
+    v_def rec.retrieval_defaults;
+BEGIN
+    PERFORM rec._check_request(v_k, $4, $5, $6, $7);
+    PERFORM rec._check_weight($8);
+    PERFORM rec._check_weight($9, 'content_weight');
+    PERFORM rec._check_weight(v_share, 'exploration_share');
+    IF v_user IS NULL OR NOT EXISTS (SELECT 1 FROM rec.users u WHERE u.user_id = v_user) THEN
+        RAISE EXCEPTION 'unknown user_id %', quote_nullable(v_user) USING ERRCODE = 'P0002', COLUMN = 'user_id';
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_seen FROM rec.interactions x WHERE x.user_id = v_user;
+    v_n := cardinality(v_seen);
+    IF $3 IS FALSE THEN
+        v_seen := '{}';
+    END IF;
+    IF v_share IS NULL THEN
+        SELECT * INTO v_def FROM rec.retrieval_defaults d
+        WHERE d.user_type = CASE WHEN v_n = 0 THEN 'cold' ELSE 'warm' END;
+        v_share := coalesce(v_def.exploration_share, 0);
+    END IF;
+    v_fresh := least(v_k, floor(v_share * v_k + 1e-9)::integer);
+    IF v_fresh = 0 THEN
+        RETURN QUERY SELECT * FROM rec._recommend_main(v_user, v_k, v_seen, v_n, $4, $5, $6, $7, $8, $9);
+        RETURN;
+    END IF;
+    IF v_def.user_type IS NULL THEN
+        SELECT * INTO v_def FROM rec.retrieval_defaults d
+        WHERE d.user_type = CASE WHEN v_n = 0 THEN 'cold' ELSE 'warm' END;
+    END IF;
+    -- The last v_fresh slots go to fresh items; the main list fills the rest and tops up when fewer are fresh.
+    RETURN QUERY
+    WITH fresh AS (
+        SELECT f.item_id, f.title, f.score, f.rank
+        FROM rec._rank_fresh(v_collab, rec._fresh_query(v_user, v_collab), v_fresh, v_seen, $4, $5, $6,
+                             coalesce(v_def.fresh_max_interactions, 5), v_def.fresh_max_age, 'exploration') f
+    ), main AS (
+        SELECT m.item_id, m.title, m.score, m.source, m.rank
+        FROM rec._recommend_main(v_user, v_k, v_seen, v_n, $4, $5, $6, $7, $8, $9) m
+        WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.item_id = m.item_id)
+        ORDER BY m.rank
+        LIMIT v_k - (SELECT count(*) FROM fresh)
+    ), merged AS (
+        SELECT m.item_id, m.title, m.score, m.source, 0 AS part, m.rank FROM main m
+        UNION ALL
+        SELECT f.item_id, f.title, f.score, 'exploration'::text, 1, f.rank FROM fresh f
+    )
+    SELECT (row_number() OVER (ORDER BY mg.part, mg.rank))::integer, mg.item_id, mg.title, mg.score, mg.source
+    FROM merged mg
+    ORDER BY 1;
+END
+$fn$;
