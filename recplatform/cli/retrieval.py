@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Optional
 
 import typer
 
 from recplatform.cli.output import cli_settings, console, fail, print_recs, print_table
 from recplatform.client import RecClient, RecClientError
-from recplatform.retrieval import training
+from recplatform.retrieval import training, tuning
 from recplatform.retrieval.als import CollaborativeParams
 
 _DEFAULTS = CollaborativeParams()
@@ -36,11 +36,24 @@ def train(
     alpha: float = typer.Option(_DEFAULTS.alpha, "--alpha", min=0.0, help="Confidence slope: c = 1 + alpha * strength."),
     half_life_days: float = typer.Option(_DEFAULTS.half_life_days, "--half-life-days", min=0.01,
                                          help="Recency half-life within a user's history."),
+    tune_first: bool = typer.Option(False, "--tune", help="First choose factors/reg/alpha and the warm prior on a "
+                                                          "validation split of the interactions (recplatform tune)."),
+    budget: float = typer.Option(300.0, "--tune-budget", min=1.0, help="Seconds the tuning may take."),
 ) -> None:
-    """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
+    """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate.
+
+    Without --tune, the hyper-parameters of the last ``recplatform tune`` are used when there was one (options
+    given on the command line win)."""
     settings = cli_settings()
     params = CollaborativeParams(factors=factors, iterations=iterations, reg=reg, alpha=alpha,
                                                half_life_days=half_life_days)
+    if tune_first:
+        _run_tune(settings, budget)
+    tuned = tuning.tuned_params(settings)
+    if tuned is not None and (factors, reg, alpha) == (_DEFAULTS.factors, _DEFAULTS.reg, _DEFAULTS.alpha):
+        params = replace(params, factors=tuned.factors, reg=tuned.reg, alpha=tuned.alpha)
+        console.print(f"using tuned hyper-parameters: factors {params.factors}, reg {params.reg:g}, "
+                      f"alpha {params.alpha:g}")
     started = time.perf_counter()
     try:
         space = training.train_collaborative_space(settings, params, progress=True)
@@ -53,6 +66,31 @@ def train(
         ["final loss", f"{p.get('final_loss', 0):.1f}"], ["seconds", f"{time.perf_counter() - started:.2f}"],
     ])
     console.print("[green]active[/green]: rec.recommend now serves warm users from this space")
+
+
+def _run_tune(settings, budget: float) -> None:
+    try:
+        result = tuning.tune(settings, budget_s=budget, progress=True)
+    except ValueError as exc:
+        fail(exc)
+    tuning.store(settings, result)
+    print_table("tuning (validation split of this deployment's interactions)",
+                ["factors", "reg", "alpha", "prior", "NDCG@10", "s"],
+                [[c["factors"], f"{c['reg']:g}", f"{c['alpha']:g}", f"{c['popularity_weight']:g}",
+                  f"{c['ndcg@10']:.4f}", c["seconds"]] for c in result.candidates])
+    console.print(f"chosen: factors {result.params.factors}, reg {result.params.reg:g}, alpha "
+                  f"{result.params.alpha:g}, warm prior {result.popularity_weight:g} (validation NDCG@10 "
+                  f"{result.score:.4f}, {result.n_users} users, {result.seconds:.0f} s"
+                  + (", stopped by the budget" if result.stopped_by_budget else "") + "); stored in "
+                  "rec.retrieval_defaults")
+
+
+def tune(
+    budget: float = typer.Option(300.0, "--budget", min=1.0, help="Seconds the tuning may take."),
+) -> None:
+    """Choose ALS hyper-parameters and the warm prior weight on a validation split of the interactions; the next
+    `recplatform train` uses them."""
+    _run_tune(cli_settings(), budget)
 
 
 def recommend(
@@ -154,6 +192,7 @@ def explain(
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("tune")(tune)
     app.command("recommend")(recommend)
     app.command("new-for-you")(new_for_you)
     app.command("defaults")(defaults)

@@ -38,6 +38,14 @@ ON CONFLICT (space_id, user_id, kind) DO UPDATE
 SET embedding = EXCLUDED.embedding, content_hash = EXCLUDED.content_hash, embedded_at = now()
 """
 
+# ----- tuning ------------------------------------------------------------------------------------------
+STORE_TUNING = """
+UPDATE rec.retrieval_defaults SET popularity_weight = %s, tuning = %s::jsonb, updated_at = now(),
+       note = 'recplatform tune: chosen on a validation split of this deployment''s interactions'
+WHERE user_type = 'warm'
+"""
+TUNED_ALS = "SELECT tuning->'als' FROM rec.retrieval_defaults WHERE user_type = 'warm'"
+
 # ----- cold-start maps -------------------------------------------------------------------------------
 DEACTIVATE_MAPS = """
 UPDATE rec.coldstart_maps SET is_active = false

@@ -17,7 +17,7 @@ from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
-from recplatform.retrieval import coldstart, sql
+from recplatform.retrieval import coldstart, sql, tuning
 from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users
 from recplatform.retrieval.linear_map import ridge, store_map
 from recplatform.retrieval.storage import content_vectors, copy_vectors, history_hash, load_interactions
@@ -93,7 +93,8 @@ def new_interactions(settings: Settings | None = None) -> int | None:
 def train_if_due(settings: Settings | None = None) -> Space | None:
     """Train when no collaborative space exists yet (and there are interactions), or when at least
     ``settings.retrain_after_interactions`` interactions arrived since the last training. What the worker runs
-    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op."""
+    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op. The
+    hyper-parameters are those of the last ``recplatform tune`` when there was one, else the defaults."""
     settings = settings or get_settings()
     with db.connect(settings, autocommit=True, vector=False) as conn:
         if not conn.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
@@ -106,7 +107,7 @@ def train_if_due(settings: Settings | None = None) -> Space | None:
             due = new >= threshold
             log.info("%d interactions since the last collaborative training (threshold %d): %s", new, threshold,
                      "training" if due else "not due")
-            return train_collaborative_space(settings) if due else None
+            return train_collaborative_space(settings, tuning.tuned_params(settings)) if due else None
         finally:
             conn.execute(sql.UNLOCK, (TRAIN_LOCK,))
 
