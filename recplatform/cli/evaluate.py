@@ -50,6 +50,8 @@ def evaluate_command(
     platform: bool = typer.Option(True, "--platform/--no-platform",
                                   help="also evaluate the platform's strategies through rec.recommend"),
     model: Optional[str] = typer.Option(None, "--model", help="encoder (default: settings.model)"),
+    variants: str = typer.Option("all", "--variants", help="platform variants: all, or defaults (only what "
+                                                           "rec.recommend serves by default; quicker)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
     """Evaluate baselines and platform strategies offline (cold-user, warm, new-item, onboarding) and write a report."""
@@ -71,7 +73,8 @@ def evaluate_command(
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}, a comma-separated list of them, or all; "
                                  f"got {protocol!r}", param_hint="--protocol")
     config = EvalConfig(protocols=tuple(protocols), folds=folds, seed=seed, threshold=threshold, platform=platform,
-                        model=model, n_boot=bootstrap, onboarding_users=onboarding_users)
+                        model=model, n_boot=bootstrap, onboarding_users=onboarding_users,
+                        variants=variants)
     started = time.perf_counter()
     with console.status(f"loading {dataset}"):
         data = load_dataset(dataset, seed)

@@ -58,6 +58,7 @@ class EvalConfig:
     model: str | None = None  # encoder for the platform's content space and for diversity; None = settings.model
     onboarding_steps: tuple[int, ...] = ONBOARDING_STEPS
     onboarding_users: int | None = None  # test users per onboarding fold (seeded sample); None = all that qualify
+    variants: str = "all"  # platform variants: "all", or "defaults" (what is served, for a quicker run)
 
     def __post_init__(self) -> None:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
@@ -65,6 +66,8 @@ class EvalConfig:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} (or all), got {bad[0]!r}")
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.variants not in ("all", "defaults"):
+            raise ValueError(f"variants must be all or defaults, got {self.variants!r}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
 

@@ -145,12 +145,18 @@ EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
 EXPLORATION_K = 10
 
 
-def strategies_for(protocol: str, limit: Limits) -> list[Variant]:
+def strategies_for(protocol: str, limit: Limits, variants: str = "all") -> list[Variant]:
     """The rec.recommend variants evaluated on a protocol; ``default`` (no strategy named) is always first. On
     cold users every strategy that serves them, on warm users those that need a user's history
-    (``rec.strategies``), each with prior/content weights; the onboarding path once (it has no content blend)."""
+    (``rec.strategies``), each with prior/content weights; the onboarding path once (it has no content blend).
+    ``variants="defaults"``: only the default (and, on warm users, the taste vector alone) where a protocol has
+    many variants: a quicker run that still measures what is served."""
     if protocol == "onboarding":
         return list(ONBOARDING_VARIANTS)
+    if variants == "defaults" and protocol == "cold-user":
+        return [Variant("default")]
+    if variants == "defaults" and protocol == "warm":
+        return [Variant("default"), Variant("taste")]
     if protocol == "cold-user":
         cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
         return ([Variant("default")] + [Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
@@ -342,7 +348,7 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
         default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
-        for variant in strategies_for(split.protocol, limit):
+        for variant in strategies_for(split.protocol, limit, config.variants):
             t0 = time.perf_counter()
             strategy, weight, content = variant.call()
             k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, limit.max_k)
