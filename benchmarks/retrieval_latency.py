@@ -15,8 +15,12 @@ What it builds (in a fresh database ``bench_retrieval_<items>`` on the configure
 What it measures (the same run, the same queries):
 
 * p50 / p99 latency of ``rec.recommend(user, 10)`` (exclude seen on) for warm users, warm users with a genre
-  filter, cold users (default strategy and ``learned_map``), from 1 client and from 8 concurrent clients
-  (throughput in queries/s);
+  filter, cold users (default strategy and ``learned_map``), onboarding users (cold users given their first 3
+  interactions and a short taste vector), from 1 client and from 8 concurrent clients (throughput in
+  queries/s). The default rows (warm, cold, onboarding; with the default exploration share and with 0) run
+  interleaved query by query, each on its own connection, with the CPU seconds of its Postgres backend, and
+  each is also given as a ratio to the warm p50 of the same run (the machine is shared: ratios and CPU time
+  hold up under load where wall-clock milliseconds do not);
 * the same warm queries as an exact scan in SQL (ORDER BY the distance without the index) and as a numpy
   brute force in process (matrix-vector product, seen items masked); ratios against the HNSW p50;
 * recall@10 of the SQL function against the exact result with the same filters;
@@ -219,7 +223,8 @@ def load(settings, data, progress: Progress) -> dict:
 
 
 # ----- measuring --------------------------------------------------------------------------------------------
-RECOMMEND = "SELECT item_id FROM rec.recommend(%s, %s, true, %s, NULL, NULL, %s, %s)"
+RECOMMEND = ("SELECT item_id FROM rec.recommend(%s, %s, true, %s, NULL, NULL, %s, %s, "
+             "exploration_share => %s)")
 EXACT = """
 SELECT e.item_id FROM rec.item_embeddings e {join}
 WHERE e.space_id = {space} AND NOT (e.item_id = ANY(%(seen)s)) {filter}
@@ -244,12 +249,74 @@ def run_single(settings, queries, k: int) -> tuple[dict, list[list[str]]]:
     out, lat = [], []
     with db.connect(settings, autocommit=True) as conn:
         for q in queries[: min(5, len(queries))]:  # warm the connection and caches
-            conn.execute(RECOMMEND, (q[0], k, q[1], q[2], q[3])).fetchall()
-        for user, genres, strategy, weight in queries:
-            ms, rows = timed(conn, RECOMMEND, (user, k, genres, strategy, weight))
+            conn.execute(RECOMMEND, (q[0], k, *q[1:])).fetchall()
+        for user, genres, strategy, weight, share in queries:
+            ms, rows = timed(conn, RECOMMEND, (user, k, genres, strategy, weight, share))
             lat.append(ms)
             out.append([r[0] for r in rows])
     return percentiles(lat), out
+
+
+def _backend_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a Postgres backend on this machine (None where /proc is not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_interleaved(settings, arms: dict[str, list], k: int) -> tuple[dict, dict[str, list[list[str]]]]:
+    """Each arm on its own connection, the arms' queries interleaved one by one (arm A query 1, arm B query 1, ...)
+    so that load from other processes falls on every arm alike. Per arm: latency percentiles, wall seconds, and
+    the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load)."""
+    names = list(arms)
+    conns = {name: db.connect(settings, autocommit=True) for name in names}
+    lat: dict[str, list[float]] = {name: [] for name in names}
+    out: dict[str, list[list[str]]] = {name: [] for name in names}
+    try:
+        pids = {name: conns[name].execute("SELECT pg_backend_pid()").fetchone()[0] for name in names}
+        for name in names:  # warm each connection and its caches
+            for q in arms[name][: min(5, len(arms[name]))]:
+                conns[name].execute(RECOMMEND, (q[0], k, *q[1:])).fetchall()
+        cpu0 = {name: _backend_cpu_s(pids[name]) for name in names}
+        for i in range(max(len(q) for q in arms.values())):
+            for name in names:
+                if i < len(arms[name]):
+                    user, genres, strategy, weight, share = arms[name][i]
+                    ms, rows = timed(conns[name], RECOMMEND, (user, k, genres, strategy, weight, share))
+                    lat[name].append(ms)
+                    out[name].append([r[0] for r in rows])
+        cpu1 = {name: _backend_cpu_s(pids[name]) for name in names}
+    finally:
+        for conn in conns.values():
+            conn.close()
+    stats = {}
+    for name in names:
+        stats[name] = percentiles(lat[name])
+        stats[name]["wall_s"] = sum(lat[name]) / 1000
+        if cpu0[name] is not None and cpu1[name] is not None:
+            stats[name]["backend_cpu_s"] = cpu1[name] - cpu0[name]
+    return stats, out
+
+
+def add_onboarding_users(settings, data, users: np.ndarray, n_known: int, rng) -> None:
+    """Give cold users their first ``n_known`` interactions (random items) and a taste vector folded from them:
+    short (norm 0.3), as a fold-in from a few items is."""
+    items = data["items"]
+    rows, tastes = [], []
+    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    for u in users:
+        picked = rng.choice(len(items), size=n_known, replace=False)
+        rows += [(f"u{u}", f"i{int(i)}", 5.0, base) for i in picked]
+        tastes.append(0.3 * unit(items[picked].mean(axis=0)))
+    with db.transaction(settings) as conn:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO rec.interactions (user_id, item_id, rating, occurred_at) VALUES (%s, %s, %s, %s)",
+                            rows)
+        space = conn.execute("SELECT space_id FROM rec.embedding_models WHERE kind = 'collaborative' AND is_active"
+                             ).fetchone()[0]
+        copy_vectors(conn, "user", space, [f"u{u}" for u in users], np.stack(tastes), ["b"] * len(users), "taste")
 
 
 def run_concurrent(settings, queries, k: int, clients: int) -> dict:
@@ -262,8 +329,8 @@ def run_concurrent(settings, queries, k: int, clients: int) -> dict:
         with db.connect(settings, autocommit=True) as conn:
             conn.execute(RECOMMEND, (chunk[0][0], k, *chunk[0][1:])).fetchall()
             barrier.wait()
-            for user, genres, strategy, weight in chunk:
-                local.append(timed(conn, RECOMMEND, (user, k, genres, strategy, weight))[0])
+            for user, genres, strategy, weight, share in chunk:
+                local.append(timed(conn, RECOMMEND, (user, k, genres, strategy, weight, share))[0])
         with lock:
             lat.extend(local)
 
@@ -453,6 +520,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows: dict[str, dict] = {}
     results: dict[str, list] = {}
+    onboarding_users = rng.choice(np.setdiff1d(np.arange(0, n_cold), cold_users),
+                                  size=min(args.queries, n_cold - len(cold_users)), replace=False)
+    with console.status(f"{len(onboarding_users)} cold users get their first 3 interactions"):
+        add_onboarding_users(settings, data, onboarding_users, 3, rng)
     storage = None
     if args.halfvec:
         storage = storage_comparison(settings, data, space_id, build, warm_users, genre_pick, k)
@@ -461,26 +532,44 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error("--skip-standard needs --halfvec")
         return _finish(args, settings, build, n_cold, data, k, {}, {}, storage)
     with db.connect(settings) as conn:
-        cold_strategy, cold_prior = conn.execute(
-            "SELECT strategy, popularity_weight FROM rec.retrieval_defaults WHERE user_type = 'cold'").fetchone()
-    cold_default = f"cold (default: {cold_strategy}, pop {cold_prior:g})"
+        cold_strategy, cold_prior, share = conn.execute(
+            "SELECT strategy, popularity_weight, exploration_share FROM rec.retrieval_defaults "
+            "WHERE user_type = 'cold'").fetchone()
+    cold_default = f"cold (default: {cold_strategy}, pop {cold_prior:g}, exploration {share:g})"
+    onboarding_default = f"onboarding, 3 interactions (default, exploration {share:g})"
+    # Interleaved arms: the defaults (exploration included), the same without exploration, warm as the baseline.
+    interleaved = {
+        "warm (taste)": [(f"u{u}", None, None, None, 0.0) for u in warm_users],
+        cold_default: [(f"u{u}", None, None, None, None) for u in cold_users],
+        "cold (default, exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in cold_users],
+        onboarding_default: [(f"u{u}", None, None, None, None) for u in onboarding_users],
+        "onboarding, 3 interactions (exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in onboarding_users],
+        f"warm (default, exploration {share:g})": [(f"u{u}", None, None, None, None) for u in warm_users],
+    }
+    with console.status(f"1 client, {len(interleaved)} arms interleaved"):
+        stats, outs = run_interleaved(settings, interleaved, k)
+    rows.update(stats)
+    results.update(outs)
     plans = {
-        "warm (taste)": [(f"u{u}", None, None, None) for u in warm_users],
-        "warm + genre filter": [(f"u{u}", [g], None, None) for u, g in zip(warm_users, genre_pick)],
-        cold_default: [(f"u{u}", None, None, None) for u in cold_users],
-        "cold (learned_map, pop 0)": [(f"u{u}", None, "learned_map", 0.0) for u in cold_users],
-        "cold (learned_map, pop 0.1)": [(f"u{u}", None, "learned_map", 0.1) for u in cold_users],
-        f"cold (neighbors_taste, pop {cold_prior:g})": [(f"u{u}", None, "neighbors_taste", None) for u in cold_users],
-        "cold (popularity)": [(f"u{u}", None, "popularity", None) for u in cold_users],
+        "warm + genre filter": [(f"u{u}", [g], None, None, 0.0) for u, g in zip(warm_users, genre_pick)],
+        "cold (learned_map, pop 0)": [(f"u{u}", None, "learned_map", 0.0, 0.0) for u in cold_users],
+        "cold (learned_map, pop 0.1)": [(f"u{u}", None, "learned_map", 0.1, 0.0) for u in cold_users],
+        f"cold (neighbors_taste, pop {cold_prior:g})": [(f"u{u}", None, "neighbors_taste", None, 0.0)
+                                                         for u in cold_users],
+        "cold (popularity)": [(f"u{u}", None, "popularity", None, 0.0) for u in cold_users],
     }
     for name, queries in plans.items():
         with console.status(f"1 client: {name}"):
             rows[name], results[name] = run_single(settings, queries, k)
+    plans.update(interleaved)
     for name in ("warm (taste)", cold_default, "cold (learned_map, pop 0)"):
         with console.status(f"{args.clients} clients: {name}"):
             queries = plans[name] * max(1, (args.clients * 40) // len(plans[name]) + 1)
             rows[f"{name} x{args.clients} clients"] = run_concurrent(settings, queries[: args.clients * 40], k,
                                                                      args.clients)
+    warm_p50 = rows["warm (taste)"]["p50_ms"]
+    for name in interleaved:
+        rows[name]["p50_over_warm"] = rows[name]["p50_ms"] / warm_p50
 
     # Exact baselines for the queries that rank item vectors: warm taste, warm + genre, cold learned map.
     with db.connect(settings) as conn:
@@ -555,14 +644,16 @@ def _finish(args, settings, build, n_cold, data, k, rows, comparisons, storage) 
 def print_report(report: dict) -> None:
     table = Table(title=f"rec.recommend, k={report['k']}, exclude seen: {report['items']:,} items x "
                         f"{report['dimension']}-d, {report['users']:,} users ({report['cold_users']:,} cold)")
-    for col in ("query", "clients", "p50 ms", "p99 ms", "qps", "recall@k vs exact", "exact SQL p50 ms",
-                "exact/HNSW", "numpy p50 ms", "numpy/HNSW"):
+    for col in ("query", "clients", "p50 ms", "p99 ms", "qps", "CPU ms/query", "p50 / warm p50", "recall@k vs exact",
+                "exact SQL p50 ms", "exact/HNSW", "numpy p50 ms", "numpy/HNSW"):
         table.add_column(col, justify="right" if col != "query" else "left")
     for name, stats in report["latency"].items():
         base = report["baselines"].get(name, {})
         table.add_row(
             name, str(stats.get("clients", 1)), f"{stats['p50_ms']:.2f}", f"{stats['p99_ms']:.2f}",
             f"{stats['qps']:.0f}" if "qps" in stats else f"{1000 / stats['mean_ms']:.0f}",
+            f"{1000 * stats['backend_cpu_s'] / stats['n']:.2f}" if "backend_cpu_s" in stats else "",
+            f"{stats['p50_over_warm']:.2f}x" if "p50_over_warm" in stats else "",
             f"{base['recall_at_k_vs_exact_sql']:.3f}" if base else "",
             f"{base['exact_sql']['p50_ms']:.1f}" if base else "",
             f"{base['exact_over_hnsw_p50']:.1f}x" if base else "",

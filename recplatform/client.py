@@ -223,11 +223,14 @@ class RecClient:
     # -- retrieval --
     def recommend(self, user_id: str, k: int = 10, *, exclude_seen: bool = True, genres: Sequence[str] | str | None = None,
                   years: Any = None, strategy: str | None = None, popularity_weight: float | None = None,
-                  content_weight: float | None = None) -> list[Recommendation]:
-        """Top k items for a stored user (warm: taste; cold: the strategy in rec.retrieval_defaults).
+                  content_weight: float | None = None,
+                  exploration_share: float | None = None) -> list[Recommendation]:
+        """Top k items for a stored user (warm: taste; onboarding: prior + evidence; cold: the strategy in
+        rec.retrieval_defaults).
 
         ``popularity_weight`` and ``content_weight`` (warm users: share of the content-space similarity) override
-        the defaults in rec.retrieval_defaults.
+        the defaults in rec.retrieval_defaults; ``exploration_share`` (0..1) is the share of the k slots given to
+        fresh items (``source = 'exploration'``), 0 disables it, None takes the default.
         """
         user_id = _check_id("user_id", user_id)
         limit = self._limits()
@@ -235,8 +238,26 @@ class RecClient:
         params = {"user_id": user_id, "k": _check_k(k, limit), "exclude_seen": bool(exclude_seen),
                   "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
                   "strategy": _check_strategy(strategy, limit), "popularity_weight": _check_weight(popularity_weight),
-                  "content_weight": _check_weight(content_weight, "content_weight")}
+                  "content_weight": _check_weight(content_weight, "content_weight"),
+                  "exploration_share": _check_weight(exploration_share, "exploration_share")}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND, params, user_id=user_id)]
+
+    def new_for_you(self, user_id: str, k: int = 10, *, genres: Sequence[str] | str | None = None,
+                    years: Any = None, exclude_seen: bool = True) -> list[Recommendation]:
+        """Fresh items only (few interactions, or recently added), ranked for the user (``source = 'fresh'``)."""
+        user_id = _check_id("user_id", user_id)
+        limit = self._limits()
+        min_year, max_year = _check_years(years, limit)
+        params = {"user_id": user_id, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
+                  "max_year": max_year, "exclude_seen": bool(exclude_seen)}
+        return [Recommendation(*r) for r in self._rows(sql.NEW_FOR_YOU, params, user_id=user_id)]
+
+    def retrieval_defaults(self) -> list[dict[str, Any]]:
+        """The rows of rec.retrieval_defaults (per user type: strategy, weights, exploration, tuning record)."""
+        with self._lock:
+            cur = self._connection().execute(sql.RETRIEVAL_DEFAULTS)
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def recommend_for_profile(self, *, age: int | None = None, gender: str | None = None,
                               occupation: str | None = None, zip_code: str | None = None, k: int = 10,

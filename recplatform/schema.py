@@ -12,7 +12,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import (ARRAY, BigInteger, Boolean, CheckConstraint, Column, Computed, DateTime, Float, ForeignKey,
                         ForeignKeyConstraint, Identity, Index, Integer, MetaData, Table, Text, UniqueConstraint, func,
                         text)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
 
 SCHEMA = "rec"
 metadata = MetaData(schema=SCHEMA)
@@ -52,6 +52,7 @@ items = Table(
     *_timestamps(),
     CheckConstraint("length(btrim(title)) > 0", name="items_title_not_empty"),
 )
+Index("items_created_at", items.c.created_at)  # fresh items by age (exploration)
 
 interactions = Table(
     "interactions", metadata,
@@ -131,7 +132,25 @@ retrieval_defaults = Table(
     Column("note", Text, nullable=False, server_default=text("''")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("serves_cold", Boolean, Computed("NULLIF(user_type = 'cold', false)", persisted=True)),
-    CheckConstraint("user_type IN ('warm', 'cold')", name="retrieval_defaults_user_type_check"),
+    # onboarding (users with at least one but fewer than switch_after distinct items): the cold prior updated by
+    # evidence_weight * x_u.y_i once they have evidence_from items; exploration: the share of a list given to
+    # fresh items (fewer than fresh_max_interactions users, or younger than fresh_max_age); tuning: what chose
+    # the values (`recplatform tune` / the evaluation), with its validation score
+    Column("evidence_weight", Float, nullable=False, server_default=text("0")),
+    Column("evidence_from", Integer, nullable=False, server_default=text("1")),
+    Column("switch_after", Integer, nullable=False, server_default=text("1")),
+    Column("exploration_share", Float, nullable=False, server_default=text("0")),
+    Column("fresh_max_interactions", Integer, nullable=False, server_default=text("5")),
+    Column("fresh_max_age", INTERVAL),
+    Column("tuning", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
+    CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
+                    name="retrieval_defaults_onboarding_check"),
+    CheckConstraint("evidence_weight BETWEEN 0 AND 100", name="retrieval_defaults_evidence_weight_check"),
+    CheckConstraint("evidence_from >= 1", name="retrieval_defaults_evidence_from_check"),
+    CheckConstraint("switch_after >= 1", name="retrieval_defaults_switch_after_check"),
+    CheckConstraint("exploration_share BETWEEN 0 AND 1", name="retrieval_defaults_exploration_share_check"),
+    CheckConstraint("fresh_max_interactions >= 0", name="retrieval_defaults_fresh_max_interactions_check"),
     CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
     CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
     CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),
@@ -147,6 +166,7 @@ item_priors = Table(
     Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
+Index("item_priors_n_users", item_priors.c.n_users)  # fresh items by interaction count (exploration)
 
 coldstart_maps = Table(
     "coldstart_maps", metadata,

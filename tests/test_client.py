@@ -56,7 +56,7 @@ def test_profile_of_a_stored_cold_user_gets_that_users_list(planted, client):
     user = dataset.users[dataset.users.user_id == "u6"].iloc[0]
     profile = {"age": int(user.age), "gender": user.gender, "occupation": user.occupation, "zip_code": user.zip_code}
     got = client.recommend_for_profile(**profile, k=10, strategy="neighbors_vote")
-    stored = client.recommend("u6", k=10, strategy="neighbors_vote")
+    stored = client.recommend("u6", k=10, strategy="neighbors_vote", exploration_share=0)
     assert [r.item_id for r in got] == [r.item_id for r in stored]
     assert {r.source for r in got} == {"demographic_neighbors"}
     assert [r.score for r in got] == pytest.approx([r.score for r in stored])

@@ -65,8 +65,27 @@ def test_new_item_split_removes_every_interaction_of_held_out_items(synthetic):
     n_items = synthetic.interactions["item_id"].nunique()
     assert len(split.held_out_items) == round(0.1 * n_items)
     assert not set(split.train.item_id) & split.held_out_items
-    assert set(split.test.item_id) == set(split.held_out_items) & set(synthetic.interactions.item_id)
-    assert all(rel <= split.held_out_items for rel in split.relevant.values())
+    assert set(split.held_out_items) & set(synthetic.interactions.item_id) <= set(split.test.item_id)
+    assert all(rel <= split.held_out_items for rel in split.views["cold-only"].values())
+    assert all(not rel & split.held_out_items for rel in split.views["warm-only"].values())
+    assert all(split.relevant[u] == split.views["cold-only"][u] | split.views["warm-only"][u] for u in split.relevant)
+    # the warm part is each user's later interactions: never also in training
+    assert not set(map(tuple, split.train[["user_id", "item_id"]].values)) & set(
+        map(tuple, split.test[~split.test.item_id.isin(split.held_out_items)][["user_id", "item_id"]].values))
+
+
+def test_onboarding_folds_reveal_the_first_items_and_keep_relevance_fixed(synthetic):
+    (split, *_) = protocols.onboarding_folds(synthetic.interactions, folds=2, seed=0, steps=(0, 1, 3), max_users=20)
+    assert len(split.test_users) <= 20 and not set(split.train.user_id) & set(split.test_users)
+    for user in split.test_users:
+        history = synthetic.interactions[synthetic.interactions.user_id == user].sort_values("occurred_at",
+                                                                                           kind="mergesort")
+        assert protocols.known_items(split, 3)[user] == list(history.item_id[:3])
+        assert protocols.known_items(split, 0)[user] == []
+        later = history.iloc[3:]
+        assert split.relevant[user] == set(later[later.rating >= 4].item_id)
+    with pytest.raises(ValueError, match="relevant_after"):
+        next(protocols.onboarding_folds(synthetic.interactions, steps=(0, 5), relevant_after=3))
 
 
 def test_segment_popularity_backs_off_to_coarser_segments():
@@ -106,24 +125,30 @@ def test_end_to_end_baselines_recover_planted_demographic_signal(synthetic, tmp_
     lo, hi = cold["segment_popularity"].report.ci95["ndcg@10"]
     assert lo > cold["random"].report.ci95["ndcg@10"][1]  # the CIs do not overlap
     assert by["warm"]["cf"].report.values["ndcg@10"] > by["warm"]["popularity"].report.values["ndcg@10"]
-    assert by["new-item"]["popularity"].report.values["ndcg@10"] == 0.0  # held-out items have no history
-    assert by["new-item"]["random"].report.values["ndcg@10"] > 0.0
-    assert abs(by["new-item"]["random"].report.values["auc"] - 0.5) < 0.06
-    assert by["new-item"]["popularity"].report.values["auc"] < 0.4  # held-out items sink to the bottom
+    hybrid = by["new-item:hybrid"]
+    assert hybrid["popularity"].report.values["new_item_hit@10"] == 0.0  # new items have no history
+    assert hybrid["random"].report.values["new_item_hit@10"] > 0.0
+    assert abs(by["new-item:cold-only"]["random"].report.values["auc"] - 0.5) < 0.08
+    assert by["new-item:warm-only"]["cf"].report.values["ndcg@10"] > by["new-item:warm-only"]["random"].report.values["ndcg@10"]
+    curve = {(r.strategy, r.step): r.report.values["ndcg@10"] for r in result.results["onboarding"]}
+    assert {n for _, n in curve} == set(protocols.ONBOARDING_STEPS)
+    assert curve[("cf", 20)] > curve[("popularity", 20)]  # 20 known items carry the planted taste
     assert "auc" not in cold["random"].report.values
     assert cold["random"].report.n_users == synthetic.interactions.user_id.nunique() - \
         cold["random"].report.users_without_relevant
 
     paths = write_report(result, tmp_path)
     data = json.loads(paths["results.json"].read_text())
-    assert set(data) == {"cold-user", "warm", "new-item"}
+    assert set(data) == {"cold-user", "warm", "new-item:cold-only", "new-item:warm-only", "new-item:hybrid",
+                         "onboarding"}
     row = next(r for r in data["warm"] if r["strategy"] == "cf")
     assert row["default"] is False and 0 < row["ndcg@10"] <= 1
     assert set(row["ci95"]) >= {"ndcg@10", "recall@10", "map@10"} and row["ci95"]["ndcg@10"][0] <= row["ndcg@10"]
     assert {"precision@5", "recall@20", "map@10", "hit@10", "coverage@10", "novelty@10", "diversity@10"} <= set(row)
     report = paths["report.md"].read_text()
-    assert report.count("\n## ") == 3 and "**" in report
-    for protocol in ("cold_user", "warm", "new_item"):
+    assert report.count("\n## ") == 6 and "**" in report and "N=20" in report
+    assert (tmp_path / "onboarding_curve.png").stat().st_size > 1000
+    for protocol in ("cold_user", "warm", "new_item_hybrid"):
         assert (tmp_path / f"ndcg_at_k_{protocol}.png").stat().st_size > 1000
         assert (tmp_path / f"ndcg_vs_coverage_{protocol}.png").stat().st_size > 1000
 
@@ -137,8 +162,9 @@ def test_platform_strategies_through_rec_recommend_beat_random(services_settings
     cold = {r.strategy: r for r in result.results["cold-user"]}
     assert {"neighbors_vote", "neighbors_taste", "learned_map", "prompt"} <= set(cold)
     assert all(cold[s].kind == "platform" for s in ("neighbors_vote", "learned_map"))
-    assert sum(r.default for r in cold.values()) == 1  # the rec.retrieval_defaults cold row is marked
-    assert cold["neighbors_vote+prior0.3"].default  # migration 0003: neighbors_vote, prior 0.3, 100 neighbours
+    assert sum(r.default for r in cold.values()) == 1 and cold["default"].default  # no strategy named
+    # migration 0003's cold default is neighbors_vote, prior 0.3, 100 neighbours: the same lists
+    assert cold["default"].report.values == cold["neighbors_vote+prior0.3"].report.values
     # other neighbourhood sizes are served through the same SQL (set in a rolled-back transaction), and differ
     assert not cold["neighbors_vote+n50+prior0.3"].default
     assert cold["neighbors_vote+n50+prior0.3"].report.values != cold["neighbors_vote+n200+prior0.3"].report.values
@@ -146,10 +172,12 @@ def test_platform_strategies_through_rec_recommend_beat_random(services_settings
     for name in ("neighbors_vote", "neighbors_taste", "learned_map"):
         assert cold[name].report.values["ndcg@10"] > 1.5 * random_ndcg, name
         assert cold[name].report.n_users == cold["random"].report.n_users
-    new = {r.strategy: r for r in result.results["new-item"]}
-    assert new["taste"].report.values["ndcg@10"] > 1.5 * new["random"].report.values["ndcg@10"]
-    assert new["taste"].report.values["auc"] > new["random"].report.values["auc"] + 0.1
-    assert new["popularity"].report.values["ndcg@10"] == 0.0
+    new = {r.strategy: r for r in result.results["new-item:cold-only"]}
+    assert new["default"].report.values["auc"] > new["random"].report.values["auc"] + 0.1
+    hybrid = {r.strategy: r for r in result.results["new-item:hybrid"]}
+    assert hybrid["default+explore(default)"].default and not hybrid["default"].default
+    assert hybrid["default+explore0.3"].report.values["new_item_hit@10"] > hybrid["default"].report.values["new_item_hit@10"]
+    assert hybrid["popularity"].report.values["new_item_hit@10"] == 0.0
     with __import__("psycopg").connect(services_settings.postgres_url.replace(
             f"/{services_settings.database_name}?", "/postgres?")) as conn:
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",

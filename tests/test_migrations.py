@@ -148,7 +148,7 @@ def test_every_revision_downgrades_and_upgrades_again(db_settings):
     with db.connect(db_settings) as conn:
         assert _mismatches(conn) == [] and _overloaded(conn) == {}
         assert conn.execute("SELECT strategy, popularity_weight FROM rec.retrieval_defaults ORDER BY 1").fetchall() \
-            == [("neighbors_vote", 0.3), ("taste", 0.0)]
+            == [("neighbors_vote", 0.3), ("onboarding", 0.3), ("taste", 0.0)]
 
 
 def _scram_matches(verifier: str, password: str) -> bool:
@@ -205,8 +205,8 @@ def test_strategies_and_limits_have_one_source(db_settings):
         limit = limits_module.read_limits(conn)
         assert limit.max_k == conn.execute("SELECT max_k FROM rec.limits()").fetchone()[0] == 1000
         assert limit.strategies == ("taste", "neighbors_vote", "neighbors_taste", "learned_map", "prompt",
-                                    "popularity")
-        assert "taste" not in limit.cold_strategies and len(limit.cold_strategies) == 5
+                                    "popularity", "onboarding")
+        assert not {"taste", "onboarding"} & set(limit.cold_strategies) and len(limit.cold_strategies) == 5
         # the defaults reference the table: unknown strategies and a warm-only default for cold users are refused
         for update in ("UPDATE rec.retrieval_defaults SET strategy = 'magic' WHERE user_type = 'warm'",
                        "UPDATE rec.retrieval_defaults SET strategy = 'taste' WHERE user_type = 'cold'"):
@@ -215,10 +215,10 @@ def test_strategies_and_limits_have_one_source(db_settings):
             conn.rollback()
         conn.execute("UPDATE rec.retrieval_defaults SET strategy = 'prompt' WHERE user_type = 'warm'")
         # the SQL check reads the same table: a new row is a valid strategy at once, with no function change
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="one of taste, .*, popularity; got 'new'"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="one of taste, .*, popularity, onboarding; got 'new'"):
             conn.execute("SELECT rec._check_request(5, NULL, NULL, NULL, 'new')")
         conn.rollback()
-        conn.execute("INSERT INTO rec.strategies VALUES ('new', 7, true, 'test')")
+        conn.execute("INSERT INTO rec.strategies VALUES ('new', 8, true, 'test')")
         conn.execute("SELECT rec._check_request(5, NULL, NULL, NULL, 'new')")
         assert limits_module.read_limits(conn).strategies[-1] == "new"
         conn.rollback()

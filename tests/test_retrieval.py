@@ -66,7 +66,9 @@ def test_fold_in_matches_training_user_step(planted):
     before = np.asarray(rows(settings, query, (user,))[0][0].to_numpy())
     assert taste.refresh_user_taste([user], settings) == 1
     after = np.asarray(rows(settings, query, (user,))[0][0].to_numpy())
-    assert np.dot(before, after) > 0.98
+    # taste vectors keep their norm (the onboarding path reads it as evidence): same direction, same length
+    assert np.dot(before, after) / (np.linalg.norm(before) * np.linalg.norm(after)) > 0.98
+    assert np.linalg.norm(after) == pytest.approx(np.linalg.norm(before), rel=0.05)
 
 
 def test_warm_users_favour_their_planted_genres(planted):
@@ -76,8 +78,8 @@ def test_warm_users_favour_their_planted_genres(planted):
     warm = [u for u in dataset.users.user_id if u not in cold][:60]
     hit_recs, hit_base = [], []
     for user in warm:
-        recs = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 10)", (user,))
-        assert len(recs) == 10 and {s for _, s in recs} == {"taste"}
+        recs = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 10, exploration_share => 0)", (user,))
+        assert len(recs) == 10 and {s for _, s in recs} <= {"taste", "onboarding"}
         liked = set(prefs[user][:2])
         hit_recs.append(np.mean([bool(genres[i] & liked) for i, _ in recs]))
         hit_base.append(np.mean([bool(g & liked) for g in genres.values()]))
@@ -94,7 +96,7 @@ def test_cold_users_get_recommendations_in_their_planted_direction(planted):
     recs = {}
     for user in users:
         got = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 10, strategy => 'neighbors_vote', "
-                             "popularity_weight => 0)", (user,))
+                             "popularity_weight => 0, exploration_share => 0)", (user,))
         assert len(got) == 10 and {s for _, s in got} == {"demographic_neighbors"}
         recs[user] = [i for i, _ in got]
     assert len({tuple(r) for r in recs.values()}) > len(users) // 2  # lists differ by demographics
@@ -111,7 +113,8 @@ def test_every_strategy_serves_cold_users_with_its_source(planted):
     expected = {"neighbors_vote": "demographic_neighbors", "neighbors_taste": "demographic_neighbors",
                 "learned_map": "learned_map", "prompt": "demographic_prompt", "popularity": "popularity"}
     for strategy, source in expected.items():
-        got = rows(settings, "SELECT item_id, source FROM rec.recommend('u1', 7, strategy => %s)", (strategy,))
+        got = rows(settings, "SELECT item_id, source FROM rec.recommend('u1', 7, strategy => %s, "
+                             "exploration_share => 0)", (strategy,))
         assert len(got) == 7 and {s for _, s in got} == {source}, strategy
 
 
@@ -119,7 +122,7 @@ def test_user_without_demographics_gets_popularity(planted):
     settings, dataset, cold = planted
     with db.transaction(settings) as conn:
         conn.execute("INSERT INTO rec.users (user_id, content_hash) VALUES ('nobody', 'h') ON CONFLICT DO NOTHING")
-    got = rows(settings, "SELECT item_id, score, source FROM rec.recommend('nobody', 5)")
+    got = rows(settings, "SELECT item_id, score, source FROM rec.recommend('nobody', 5, exploration_share => 0)")
     assert [s for *_, s in got] == ["popularity"] * 5
     top = rows(settings, "SELECT item_id FROM rec.item_priors ORDER BY popularity DESC, item_id LIMIT 5")
     assert [i for i, *_ in got] == [i for i, in top]
@@ -197,16 +200,28 @@ def test_explain_names_history_items_or_neighbours(planted):
         assert rows(settings, "SELECT 1 FROM rec.interactions WHERE user_id = %s AND item_id = %s", (neighbour, top))
 
 
-def test_new_interactions_make_a_cold_user_warm(planted):
+def test_new_interactions_make_a_cold_user_onboarding_then_warm(planted):
     settings, dataset, cold = planted
     user = "u30"
-    assert {s for *_, s in rows(settings, "SELECT * FROM rec.recommend(%s, 3)", (user,))} != {"taste"}
+    assert {s for *_, s in rows(settings, "SELECT * FROM rec.recommend(%s, 3, exploration_share => 0)", (user,))} \
+        == {"demographic_neighbors"}
     with db.transaction(settings) as conn:
         conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating) VALUES (%s, 'i1', 5), (%s, 'i2', 4)",
                      (user, user))
     assert taste.refresh_user_taste([user], settings) == 1
-    got = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 5)", (user,))
-    assert {s for _, s in got} == {"taste"} and not {"i1", "i2"} & {i for i, _ in got}
+    got = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 5, exploration_share => 0)", (user,))
+    assert {s for _, s in got} == {"onboarding"} and not {"i1", "i2"} & {i for i, _ in got}
+    with db.transaction(settings) as conn:  # past the switch point the taste vector serves alone
+        conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 2 WHERE user_type = 'onboarding'")
+    try:
+        got = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 5, exploration_share => 0)", (user,))
+        assert {s for _, s in got} == {"taste"}
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50 WHERE user_type = 'onboarding'")
+    with db.transaction(settings) as conn:
+        conn.execute("DELETE FROM rec.interactions WHERE user_id = %s", (user,))
+    taste.refresh_user_taste([user], settings)
 
 
 def test_defaults_table_drives_the_strategy(planted):
@@ -214,7 +229,8 @@ def test_defaults_table_drives_the_strategy(planted):
     with db.transaction(settings) as conn:
         conn.execute("UPDATE rec.retrieval_defaults SET strategy = 'learned_map' WHERE user_type = 'cold'")
     try:
-        assert {s for *_, s in rows(settings, "SELECT * FROM rec.recommend('u4', 5)")} == {"learned_map"}
+        assert {s for *_, s in rows(settings, "SELECT * FROM rec.recommend('u4', 5, exploration_share => 0)")} \
+            == {"learned_map"}
     finally:
         with db.transaction(settings) as conn:
             conn.execute("UPDATE rec.retrieval_defaults SET strategy = 'neighbors_vote' WHERE user_type = 'cold'")
@@ -295,8 +311,19 @@ def test_ids_that_look_like_sql_match_nothing(planted, evil):
 
 
 def test_content_blend_for_warm_users(planted):
-    """content_weight 1 ranks by the mean content embedding of the history; 0.5 mixes; defaults row drives it."""
+    """content_weight 1 ranks by the mean content embedding of the history; 0.5 mixes; defaults row drives it.
+    (Every user with a taste vector is warm here, and exploration is off: the warm path alone.)"""
     settings, dataset, cold = planted
+    with db.transaction(settings) as conn:
+        conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 1, exploration_share = 0")
+    try:
+        _content_blend(settings)
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50, exploration_share = 0.1")
+
+
+def _content_blend(settings):
     user = "u140"
     (content_taste,), = rows(settings, "SELECT avg(e.embedding) FROM rec.item_embeddings e JOIN rec.embedding_models m "
                                        "ON m.space_id = e.space_id AND m.kind = 'content' AND m.is_active "

@@ -39,31 +39,42 @@ def load_dataset(spec: str, seed: int):
 
 def evaluate_command(
     dataset: str = typer.Option(..., "--dataset", help="movielens:PATH or synthetic[:USERSxITEMS]"),
-    protocol: str = typer.Option("all", "--protocol", help="cold-user, warm, new-item or all"),
-    folds: int = typer.Option(5, "--folds", min=2, help="cold-user folds (user-disjoint)"),
+    protocol: str = typer.Option("all", "--protocol", help="cold-user, warm, new-item, onboarding, a comma-separated list, or all"),
+    folds: int = typer.Option(5, "--folds", min=2, help="cold-user and onboarding folds (user-disjoint)"),
+    onboarding_users: Optional[int] = typer.Option(None, "--onboarding-users", min=1,
+                                                   help="onboarding: at most this many test users per fold "
+                                                        "(a seeded sample; default all with enough history)"),
     seed: int = typer.Option(0, "--seed", help="seed of splits, random baseline and bootstrap"),
     out: Path = typer.Option(Path("evaluation-results"), "--out", help="directory for results.json, report.md, PNGs"),
     threshold: float = typer.Option(4.0, "--threshold", help="rating >= threshold counts as relevant"),
     platform: bool = typer.Option(True, "--platform/--no-platform",
                                   help="also evaluate the platform's strategies through rec.recommend"),
     model: Optional[str] = typer.Option(None, "--model", help="encoder (default: settings.model)"),
+    variants: str = typer.Option("all", "--variants", help="platform variants: all, or defaults (only what "
+                                                           "rec.recommend serves by default; quicker)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
-    """Evaluate baselines and platform strategies offline (cold-user, warm, new-item) and write a report."""
+    """Evaluate baselines and platform strategies offline (cold-user, warm, new-item, onboarding) and write a report."""
     from recplatform.evaluation.protocols import PROTOCOLS  # deferred: pandas
-    from recplatform.evaluation.report import write_report  # deferred: pandas
+    from recplatform.evaluation.report import (  # deferred: pandas
+        onboarding_checks,
+        onboarding_table,
+        write_report,
+    )
     from recplatform.evaluation.runner import (  # deferred: pandas
         EvalConfig,
         run_evaluation,
     )
 
     settings = cli_settings()
-    protocols = PROTOCOLS if protocol == "all" else (protocol,)
-    if protocol != "all" and protocol not in PROTOCOLS:
-        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)} or all, got {protocol!r}",
-                                 param_hint="--protocol")
+    protocols = PROTOCOLS if protocol == "all" else tuple(p.strip() for p in protocol.split(",") if p.strip())
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}, a comma-separated list of them, or all; "
+                                 f"got {protocol!r}", param_hint="--protocol")
     config = EvalConfig(protocols=tuple(protocols), folds=folds, seed=seed, threshold=threshold, platform=platform,
-                        model=model, n_boot=bootstrap)
+                        model=model, n_boot=bootstrap, onboarding_users=onboarding_users,
+                        variants=variants)
     started = time.perf_counter()
     with console.status(f"loading {dataset}"):
         data = load_dataset(dataset, seed)
@@ -77,6 +88,10 @@ def evaluate_command(
                                 on_total=lambda total: bar.update(task, total=total))
     paths = write_report(result, out)
     for name, rows in result.results.items():
+        if name == "onboarding":
+            console.print(onboarding_table(rows))
+            console.print(onboarding_checks(rows))
+            continue
         ordered = sorted(rows, key=lambda r: -(r.report.values.get("ndcg@10") or 0))
         print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",
                         ["strategy", "served by", "ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"],

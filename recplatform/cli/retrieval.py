@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Optional
 
 import typer
 
 from recplatform.cli.output import cli_settings, console, fail, print_recs, print_table
 from recplatform.client import RecClient, RecClientError
-from recplatform.retrieval import training
+from recplatform.retrieval import training, tuning
 from recplatform.retrieval.als import CollaborativeParams
 
 _DEFAULTS = CollaborativeParams()
@@ -37,11 +37,24 @@ def train(
     half_life_days: float = typer.Option(_DEFAULTS.half_life_days, "--half-life-days", min=0.01,
                                          help="Recency half-life within a user's history."),
     wait: bool = typer.Option(False, "--wait", help="If another training is running, wait for it, then train."),
+    tune_first: bool = typer.Option(False, "--tune", help="First choose factors/reg/alpha and the warm prior on a "
+                                                          "validation split of the interactions (recplatform tune)."),
+    budget: float = typer.Option(300.0, "--tune-budget", min=1.0, help="Seconds the tuning may take."),
 ) -> None:
-    """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate."""
+    """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate.
+
+    Without --tune, the hyper-parameters of the last ``recplatform tune`` are used when there was one (options
+    given on the command line win)."""
     settings = cli_settings()
     params = CollaborativeParams(factors=factors, iterations=iterations, reg=reg, alpha=alpha,
                                                half_life_days=half_life_days)
+    if tune_first:
+        _run_tune(settings, budget)
+    tuned = tuning.tuned_params(settings)
+    if tuned is not None and (factors, reg, alpha) == (_DEFAULTS.factors, _DEFAULTS.reg, _DEFAULTS.alpha):
+        params = replace(params, factors=tuned.factors, reg=tuned.reg, alpha=tuned.alpha)
+        console.print(f"using tuned hyper-parameters: factors {params.factors}, reg {params.reg:g}, "
+                      f"alpha {params.alpha:g}")
     started = time.perf_counter()
     try:
         space = training.train_collaborative_space(settings, params, progress=True, wait=wait)
@@ -58,6 +71,31 @@ def train(
     console.print("[green]active[/green]: rec.recommend now serves warm users from this space")
 
 
+def _run_tune(settings, budget: float) -> None:
+    try:
+        result = tuning.tune(settings, budget_s=budget, progress=True)
+    except ValueError as exc:
+        fail(exc)
+    tuning.store(settings, result)
+    print_table("tuning (validation split of this deployment's interactions)",
+                ["factors", "reg", "alpha", "prior", "NDCG@10", "s"],
+                [[c["factors"], f"{c['reg']:g}", f"{c['alpha']:g}", f"{c['popularity_weight']:g}",
+                  f"{c['ndcg@10']:.4f}", c["seconds"]] for c in result.candidates])
+    console.print(f"chosen: factors {result.params.factors}, reg {result.params.reg:g}, alpha "
+                  f"{result.params.alpha:g}, warm prior {result.popularity_weight:g} (validation NDCG@10 "
+                  f"{result.score:.4f}, {result.n_users} users, {result.seconds:.0f} s"
+                  + (", stopped by the budget" if result.stopped_by_budget else "") + "); stored in "
+                  "rec.retrieval_defaults")
+
+
+def tune(
+    budget: float = typer.Option(300.0, "--budget", min=1.0, help="Seconds the tuning may take."),
+) -> None:
+    """Choose ALS hyper-parameters and the warm prior weight on a validation split of the interactions; the next
+    `recplatform train` uses them."""
+    _run_tune(cli_settings(), budget)
+
+
 def recommend(
     user_id: str = typer.Argument(..., help="A stored user id."),
     k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
@@ -65,8 +103,11 @@ def recommend(
     min_year: Optional[int] = typer.Option(None, "--min-year"),
     max_year: Optional[int] = typer.Option(None, "--max-year"),
     strategy: Optional[str] = typer.Option(None, "--strategy",
-                                           help="taste, neighbors_vote, neighbors_taste, learned_map, prompt, popularity "
-                                                "(default: rec.retrieval_defaults)."),
+                                           help="taste, onboarding, neighbors_vote, neighbors_taste, learned_map, prompt, "
+                                                "popularity (default: rec.retrieval_defaults)."),
+    exploration: Optional[float] = typer.Option(None, "--exploration", min=0.0, max=1.0,
+                                                help="Share of the k slots for fresh items (0 = off; default: "
+                                                     "rec.retrieval_defaults)."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -74,10 +115,45 @@ def recommend(
     with _client() as client:
         try:
             recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
-                                    years=_years(min_year, max_year), strategy=strategy)
+                                    years=_years(min_year, max_year), strategy=strategy,
+                                    exploration_share=exploration)
         except RecClientError as exc:
             fail(exc)
     print_recs(f"recommendations for user {user_id}", recs, as_json)
+
+
+def new_for_you(
+    user_id: str = typer.Argument(..., help="A stored user id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
+    genre: Optional[list[str]] = typer.Option(None, "--genre", help="Only items with any of these genres (repeatable)."),
+    min_year: Optional[int] = typer.Option(None, "--min-year"),
+    max_year: Optional[int] = typer.Option(None, "--max-year"),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Fresh items only (few interactions or recently added), ranked for a user (rec.new_for_you)."""
+    with _client() as client:
+        try:
+            recs = client.new_for_you(user_id, k, genres=genre or None, years=_years(min_year, max_year),
+                                      exclude_seen=not include_seen)
+        except RecClientError as exc:
+            fail(exc)
+    print_recs(f"new for user {user_id}", recs, as_json)
+
+
+def defaults() -> None:
+    """The serving defaults in rec.retrieval_defaults (per user type), with what chose them."""
+    with _client() as client:
+        try:
+            rows = client.retrieval_defaults()
+        except RecClientError as exc:
+            fail(exc)
+    print_table("rec.retrieval_defaults", ["user type", "strategy", "prior", "neighbours", "content", "evidence",
+                                           "from", "switch", "exploration", "fresh <", "tuning / note"],
+                [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
+                  f"{r['content_weight']:g}", f"{r['evidence_weight']:g}", r["evidence_from"], r["switch_after"],
+                  f"{r['exploration_share']:g}", r["fresh_max_interactions"],
+                  json.dumps(r["tuning"], sort_keys=True) if r["tuning"] else r["note"]] for r in rows])
 
 
 def similar(
@@ -119,6 +195,9 @@ def explain(
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("tune")(tune)
     app.command("recommend")(recommend)
+    app.command("new-for-you")(new_for_you)
+    app.command("defaults")(defaults)
     app.command("similar")(similar)
     app.command("explain")(explain)

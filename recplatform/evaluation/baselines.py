@@ -213,3 +213,17 @@ def ease_recs(view: TrainView, train: pd.DataFrame, users: Sequence[str], exclud
     if lam is None:
         lam, _ = tune_ease_lambda(train, view.item_ids, view.users.reset_index(drop=True), threshold=threshold)
     return ease_recs_from(ease_weights(view.matrix, lam), view, users, exclude, k), lam
+
+
+def ease_recs_from_items(weights: np.ndarray, view: TrainView, histories: Mapping[str, Sequence[str]],
+                         exclude: Mapping[str, set[str]], k: int) -> dict[str, list[str]]:
+    """EASE scores of users who are not in the training matrix, from the items they are known to have
+    (onboarding: the first N items); a user with no known item gets nothing to rank by and returns []."""
+    out = {}
+    for u, items in histories.items():
+        idx = [view.item_index[i] for i in items if i in view.item_index]
+        if not idx:
+            out[u] = []
+            continue
+        out[u] = top_k(weights[idx].sum(axis=0), exclude.get(u, set()), view, k)
+    return out

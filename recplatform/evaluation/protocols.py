@@ -1,4 +1,5 @@
-"""Seeded, reproducible train/test splits: user-disjoint cold-user folds, per-user temporal warm holdout, new items.
+"""Seeded, reproducible train/test splits: user-disjoint cold-user folds, per-user temporal warm holdout, new items,
+and onboarding (user-disjoint folds whose test users arrive one interaction at a time).
 
 Every split keeps the whole catalogue and every user's demographics; only interactions move between train and
 test. Relevant items are the held-out interactions with ``rating >= threshold`` (an interaction without a
@@ -15,7 +16,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-PROTOCOLS: tuple[str, ...] = ("cold-user", "warm", "new-item")
+PROTOCOLS: tuple[str, ...] = ("cold-user", "warm", "new-item", "onboarding")
+# Onboarding: how many of a test user's first interactions (by time) the platform knows at each step.
+ONBOARDING_STEPS: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20)
 
 
 @dataclass
@@ -29,6 +32,11 @@ class Split:
     relevant: dict[str, set[str]]
     exclude: dict[str, set[str]] = field(default_factory=dict)
     held_out_items: frozenset[str] = frozenset()
+    # onboarding: each test user's first max(steps) interactions in time order (they arrive step by step)
+    onboarding: pd.DataFrame | None = None
+    steps: tuple[int, ...] = ()
+    # new-item: relevant sets of the cold-only and warm-only views (``relevant`` is the hybrid view)
+    views: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     @property
     def test_users(self) -> list[str]:
@@ -97,26 +105,89 @@ def warm_split(interactions: pd.DataFrame, *, fraction: float = 0.2, threshold: 
                  exclude=_seen(train, users))
 
 
-def new_item_split(interactions: pd.DataFrame, *, fraction: float = 0.1, seed: int = 0,
-                   threshold: float = 4.0) -> Split:
-    """A random ``fraction`` of the items lose all their interactions; test = who really rated them."""
+def new_item_split(interactions: pd.DataFrame, *, fraction: float = 0.1, seed: int = 0, threshold: float = 4.0,
+                   warm_fraction: float = 0.2) -> Split:
+    """A random ``fraction`` of the items lose all their interactions (the new items); of the rest, each user's
+    last ``warm_fraction`` by time is held out too, so one split has three views (as ALDI and ColdRec report):
+
+    - ``cold-only``: relevant = the new items the user rated well, ranked among the new items only;
+    - ``warm-only``: relevant = the user's held-out later items that are not new, ranked among those;
+    - ``hybrid``: both, ranked over the whole catalogue (what a user is shown).
+
+    ``relevant`` is the hybrid set; ``views`` holds each view's relevant sets.
+    """
     items = np.array(sorted(interactions["item_id"].unique()))
     n_held = max(1, int(math.floor(fraction * len(items) + 0.5)))
     held = frozenset(items[np.random.default_rng(seed).permutation(len(items))[:n_held]])
-    in_test = interactions["item_id"].isin(held)
-    train, test = interactions[~in_test], interactions[in_test]
+    in_cold = interactions["item_id"].isin(held)
+    cold_test = interactions[in_cold]
+    train, warm_test = temporal_holdout(interactions[~in_cold], warm_fraction)
+    test = pd.concat([cold_test, warm_test])
     users = sorted(test["user_id"].unique())
-    return Split("new-item", 0, train=train, test=test, relevant=_relevant_sets(test, users, threshold),
-                 exclude=_seen(train, users), held_out_items=held)
+    cold_rel = _relevant_sets(cold_test, users, threshold)
+    warm_rel = _relevant_sets(warm_test, users, threshold)
+    return Split("new-item", 0, train=train, test=test,
+                 relevant={u: cold_rel[u] | warm_rel[u] for u in users}, exclude=_seen(train, users),
+                 held_out_items=held, views={"cold-only": cold_rel, "warm-only": warm_rel})
+
+
+def onboarding_folds(interactions: pd.DataFrame, *, folds: int = 2, seed: int = 0, threshold: float = 4.0,
+                     steps: tuple[int, ...] = ONBOARDING_STEPS, relevant_after: int | None = None,
+                     max_users: int | None = None) -> Iterator[Split]:
+    """User-disjoint folds whose test users are onboarded: their first interactions arrive one step at a time.
+
+    Each test user's interactions are sorted by time (ties keep the input order). The first ``max(steps)`` of
+    them are what the platform learns, step by step (``Split.onboarding``); relevant = the interactions after
+    the first ``relevant_after`` (default ``max(steps)``) with ``rating >= threshold``, the same set at every
+    step and never among the known items. Only users with more than ``relevant_after`` interactions are
+    tested; with ``max_users`` a seeded sample of at most that many of them per fold (the rest of the fold's
+    users are out of training all the same).
+    """
+    steps = tuple(sorted(set(int(n) for n in steps)))
+    if not steps or steps[0] < 0:
+        raise ValueError(f"steps must be non-negative counts of known interactions, got {steps}")
+    after = max(steps) if relevant_after is None else int(relevant_after)
+    if after < max(steps):
+        raise ValueError(f"relevant_after ({after}) must be at least the largest step ({max(steps)}): relevant items "
+                         "must never be among the known ones")
+    ordered = interactions.sort_values(["user_id", "occurred_at"], kind="mergesort")
+    position = ordered.groupby("user_id").cumcount()
+    for split in cold_user_folds(interactions, folds=folds, seed=seed, threshold=threshold):
+        held = ordered["user_id"].isin(set(split.test_users))
+        sizes = ordered[held].groupby("user_id").size()
+        users = sorted(sizes[sizes > after].index)
+        if max_users is not None and len(users) > max_users:
+            pick = np.random.default_rng(seed * 7919 + split.fold).permutation(len(users))[:max_users]
+            users = sorted(users[i] for i in pick)
+        mine = ordered[ordered["user_id"].isin(set(users))]
+        pos = position[mine.index]
+        later = mine[pos >= after]
+        known = mine[pos < max(steps)]
+        yield Split("onboarding", split.fold, train=split.train, test=later,
+                    relevant=_relevant_sets(later, users, threshold), exclude={u: set() for u in users},
+                    onboarding=known, steps=steps)
+
+
+def known_items(split: Split, n: int) -> dict[str, list[str]]:
+    """Each onboarding test user's first ``n`` items (by time)."""
+    frame = split.onboarding if split.onboarding is not None else pd.DataFrame(columns=["user_id", "item_id"])
+    first = frame.groupby("user_id", sort=False).head(n)
+    grouped = first.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    return {u: list(grouped.get(u, [])) for u in split.test_users}
 
 
 def splits(protocol: str, interactions: pd.DataFrame, *, folds: int = 5, seed: int = 0, threshold: float = 4.0,
-           warm_fraction: float = 0.2, new_item_fraction: float = 0.1) -> list[Split]:
+           warm_fraction: float = 0.2, new_item_fraction: float = 0.1, onboarding_users: int | None = None,
+           onboarding_steps: tuple[int, ...] = ONBOARDING_STEPS) -> list[Split]:
     """The splits of one named protocol."""
     if protocol == "cold-user":
         return list(cold_user_folds(interactions, folds=folds, seed=seed, threshold=threshold))
     if protocol == "warm":
         return [warm_split(interactions, fraction=warm_fraction, threshold=threshold)]
     if protocol == "new-item":
-        return [new_item_split(interactions, fraction=new_item_fraction, seed=seed, threshold=threshold)]
+        return [new_item_split(interactions, fraction=new_item_fraction, seed=seed, threshold=threshold,
+                               warm_fraction=warm_fraction)]
+    if protocol == "onboarding":
+        return list(onboarding_folds(interactions, folds=folds, seed=seed, threshold=threshold,
+                                     steps=onboarding_steps, max_users=onboarding_users))
     raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")

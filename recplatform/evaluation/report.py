@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recplatform.evaluation import metrics
 from recplatform.evaluation.runner import EvalResult, StrategyResult
 
 TABLE_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit@10", "ndcg@5", "ndcg@20",
@@ -28,14 +29,16 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def protocol_table(rows: list[StrategyResult], columns: tuple[str, ...] = TABLE_METRICS) -> str:
     """A markdown table: one row per strategy, best per column in bold, CI for NDCG@10, default marked."""
-    if rows and "auc" in rows[0].report.values:
-        columns = columns + ("auc",)
+    for extra in ("auc", "new_item_hit@10", "warm_ndcg@10"):
+        if rows and any(extra in r.report.values for r in rows):
+            columns = columns + (extra,)
     best = {}
     for col in columns:
         values = [r.report.values.get(col, np.nan) for r in rows]
         finite = [v for v in values if np.isfinite(v)]
         best[col] = max(finite) if finite else None
-    head = ["strategy", "kind"] + [c + (" (95% CI)" if c in ("ndcg@10", "auc") else "") for c in columns] + ["users"]
+    head = ["strategy", "kind"] + [c + (" (95% CI)" if c in ("ndcg@10", "auc", "new_item_hit@10", "warm_ndcg@10")
+                                        else "") for c in columns] + ["users"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---", "---"] + ["---:"] * (len(columns) + 1)) + " |"]
     ordered = sorted(rows, key=lambda r: (r.kind != "baseline", -np.nan_to_num(r.report.values.get("ndcg@10", 0))))
     for r in ordered:
@@ -44,7 +47,7 @@ def protocol_table(rows: list[StrategyResult], columns: tuple[str, ...] = TABLE_
         for col in columns:
             v = r.report.values.get(col, np.nan)
             text = _fmt(v, 2 if col.startswith("novelty") else 4)
-            if col in ("ndcg@10", "auc") and col in r.report.ci95:
+            if col in ("ndcg@10", "auc", "new_item_hit@10", "warm_ndcg@10") and col in r.report.ci95:
                 lo, hi = r.report.ci95[col]
                 text += f" ({_fmt(lo)}–{_fmt(hi)})"
             if best[col] is not None and np.isfinite(v) and np.isclose(v, best[col], rtol=0, atol=5e-7):
@@ -77,6 +80,11 @@ def markdown(result: EvalResult) -> str:
         parts.append(f"- note: {note}")
     for protocol, rows in result.results.items():
         parts += ["", f"## {protocol}", ""]
+        if protocol == "onboarding":
+            parts.append(onboarding_table(rows))
+            parts.append("")
+            parts.append(onboarding_checks(rows))
+            continue
         if rows:
             excluded = rows[0].report.users_without_relevant
             parts.append(f"{rows[0].report.n_users} test users with at least one relevant item "
@@ -86,7 +94,122 @@ def markdown(result: EvalResult) -> str:
         for r in rows:
             if r.params and r.kind == "baseline":
                 parts.append(f"\n- `{r.strategy}` parameters: " + json.dumps(r.params, sort_keys=True, default=str))
+        paired = paired_difference(rows, cfg)
+        if paired:
+            parts += ["", paired]
     return "\n".join(parts) + "\n"
+
+
+def onboarding_table(rows: list[StrategyResult], metric: str = "ndcg@10") -> str:
+    """The onboarding curve: one row per strategy, one column per number of known interactions."""
+    steps = sorted({r.step for r in rows if r.step is not None})
+    by: dict[str, dict[int, StrategyResult]] = {}
+    for r in rows:
+        by.setdefault(r.strategy, {})[r.step] = r
+    lines = ["| strategy | kind | " + " | ".join(f"N={n}" for n in steps) + " | users |",
+             "| --- | --- | " + " | ".join("---:" for _ in steps) + " | ---: |"]
+    order = sorted(by, key=lambda name: (next(iter(by[name].values())).kind != "baseline", name))
+    for name in order:
+        first = next(iter(by[name].values()))
+        label = name + (" **(default)**" if first.default else "")
+        cells = [_fmt(by[name][n].report.values.get(metric)) if n in by[name] else "–" for n in steps]
+        lines.append(f"| {label} | {first.kind} | " + " | ".join(cells) + f" | {first.report.n_users} |")
+    return f"{metric} by number of known interactions N (the same relevant items at every N):\n\n" + "\n".join(lines)
+
+
+def onboarding_checks(rows: list[StrategyResult], metric: str = "ndcg@10") -> str:
+    """The default against its bars at every N: best baseline, the N=0 default, the previous N."""
+    steps = sorted({r.step for r in rows if r.step is not None})
+    value = {(r.strategy, r.step): r.report.values.get(metric, np.nan) for r in rows}
+    default = next((r.strategy for r in rows if r.default), None)
+    if default is None:
+        return "(no platform default in this run)"
+    lines = ["| N | default | best baseline | ratio | ≥ N=0 default | never drops |", "| ---: | ---: | --- | ---: | --- | --- |"]
+    base0 = value.get((default, steps[0]), np.nan)
+    previous = None
+    for n in steps:
+        mine = value.get((default, n), np.nan)
+        baseline = {name: v for (name, step), v in value.items() if step == n and name in ("popularity", "segment_popularity", "cf")}
+        best = max(baseline, key=baseline.get) if baseline else None
+        ratio = mine / baseline[best] if best and baseline[best] else np.nan
+        lines.append(f"| {n} | {_fmt(mine)} | {best} {_fmt(baseline.get(best))} | {ratio:.3f} | "
+                     f"{'yes' if mine >= base0 - 1e-12 else 'NO'} | "
+                     f"{'yes' if previous is None or mine >= previous - 1e-12 else 'NO'} |")
+        previous = mine
+    return "\n".join(lines)
+
+
+def paired_difference(rows: list[StrategyResult], cfg, against: str = "segment_popularity",
+                      metric: str = "ndcg@10") -> str:
+    """Default minus a baseline, per user over the same users, with a percentile bootstrap CI."""
+    default = next((r for r in rows if r.default and metric in r.report.per_user), None)
+    other = next((r for r in rows if r.strategy == against and metric in r.report.per_user), None)
+    if default is None or other is None or len(default.report.per_user[metric]) != len(other.report.per_user[metric]):
+        return ""
+    diff = default.report.per_user[metric] - other.report.per_user[metric]
+    lo, hi = metrics.bootstrap_ci(diff, n_boot=cfg.n_boot, seed=cfg.seed)
+    return (f"Paired difference, default `{default.strategy}` minus `{against}`, {metric} per user over the same "
+            f"{len(diff)} users: {diff.mean():+.4f} (95% bootstrap CI {lo:+.4f} to {hi:+.4f}).")
+
+
+def plot_onboarding(result: EvalResult, out: Path) -> list[Path]:
+    """NDCG@10 against the number of known interactions, one line per strategy."""
+    import matplotlib  # deferred: matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # deferred: matplotlib
+
+    rows = result.results.get("onboarding") or []
+    if not rows:
+        return []
+    by: dict[str, list[StrategyResult]] = {}
+    for r in rows:
+        by.setdefault(r.strategy, []).append(r)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, rs in sorted(by.items()):
+        rs = sorted(rs, key=lambda r: r.step)
+        ax.plot([r.step for r in rs], [r.report.values.get("ndcg@10", np.nan) for r in rs], marker="o",
+                linestyle="--" if rs[0].kind == "baseline" else "-",
+                label=name + (" (default)" if rs[0].default else ""), linewidth=2.5 if rs[0].default else 1.2)
+    ax.set_xscale("symlog", linthresh=1)
+    steps = sorted({r.step for r in rows})
+    ax.set_xticks(steps)
+    ax.set_xticklabels([str(n) for n in steps])
+    ax.set_xlabel("known interactions N (first N by time)")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title(f"{result.dataset} — onboarding curve")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    path = out / "onboarding_curve.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_exploration(result: EvalResult, out: Path) -> list[Path]:
+    """Hybrid new-item view: warm NDCG@10 against new-item hit rate@10, one point per strategy."""
+    import matplotlib  # deferred: matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # deferred: matplotlib
+
+    rows = result.results.get("new-item:hybrid") or []
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        x, y = r.report.values.get("new_item_hit@10", np.nan), r.report.values.get("warm_ndcg@10", np.nan)
+        ax.scatter([x], [y], marker="s" if r.kind == "baseline" else "o")
+        ax.annotate(r.strategy + (" (default)" if r.default else ""), (x, y), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("new-item hit rate@10 (a relevant new item in the top 10)")
+    ax.set_ylabel("warm NDCG@10 (old relevant items, same lists)")
+    ax.set_title(f"{result.dataset} — exploration trade-off (hybrid view)")
+    fig.tight_layout()
+    path = out / "exploration_tradeoff.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
 
 
 def plot(result: EvalResult, out: Path) -> list[Path]:
@@ -98,10 +221,11 @@ def plot(result: EvalResult, out: Path) -> list[Path]:
 
     written: list[Path] = []
     ks = list(result.config.ks)
+    written += plot_onboarding(result, out) + plot_exploration(result, out)
     for protocol, rows in result.results.items():
-        if not rows:
+        if not rows or protocol == "onboarding":
             continue
-        slug = protocol.replace("-", "_")
+        slug = protocol.replace("-", "_").replace(":", "_")
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for r in rows:
             ax.plot(ks, [r.report.values.get(f"ndcg@{k}", np.nan) for k in ks], marker="o",

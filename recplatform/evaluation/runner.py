@@ -27,7 +27,7 @@ import pandas as pd
 from recplatform.config import PROJECT_ROOT, Settings
 from recplatform.embedding.encoder import load_encoder
 from recplatform.evaluation import baselines, metrics, serving
-from recplatform.evaluation.protocols import PROTOCOLS, Split, splits
+from recplatform.evaluation.protocols import ONBOARDING_STEPS, PROTOCOLS, Split, known_items, splits
 from recplatform.text.templates import item_card
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ BASELINES_BY_PROTOCOL: dict[str, tuple[str, ...]] = {
     "cold-user": ("random", "popularity", "segment_popularity"),
     "warm": BASELINES,
     "new-item": BASELINES,
+    "onboarding": ("popularity", "segment_popularity", "cf"),
 }
 
 
@@ -55,6 +56,9 @@ class EvalConfig:
     n_boot: int = 1000
     platform: bool = True
     model: str | None = None  # encoder for the platform's content space and for diversity; None = settings.model
+    onboarding_steps: tuple[int, ...] = ONBOARDING_STEPS
+    onboarding_users: int | None = None  # test users per onboarding fold (seeded sample); None = all that qualify
+    variants: str = "all"  # platform variants: "all", or "defaults" (what is served, for a quicker run)
 
     def __post_init__(self) -> None:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
@@ -62,6 +66,8 @@ class EvalConfig:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} (or all), got {bad[0]!r}")
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.variants not in ("all", "defaults"):
+            raise ValueError(f"variants must be all or defaults, got {self.variants!r}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
 
@@ -81,10 +87,13 @@ class StrategyResult:
     report: metrics.MetricReport
     seconds: float
     params: dict = field(default_factory=dict)
+    step: int | None = None  # onboarding: how many of the user's first interactions the platform knew
 
     def row(self) -> dict:
         """The results.json row: strategy, default, every metric, ci95 per ranking metric, counts."""
         out: dict = {"strategy": self.strategy, "default": self.default, "kind": self.kind}
+        if self.step is not None:
+            out["known_interactions"] = self.step
         out.update({k: _clean(v) for k, v in self.report.values.items()})
         out["ci95"] = {k: [_clean(lo), _clean(hi)] for k, (lo, hi) in self.report.ci95.items()}
         out["n_users"] = self.report.n_users
@@ -188,7 +197,8 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
             notes.append(f"platform strategies not run: {why}")
 
     plan = {p: splits(p, interactions, folds=config.folds, seed=config.seed, threshold=config.threshold,
-                      warm_fraction=config.warm_fraction, new_item_fraction=config.new_item_fraction)
+                      warm_fraction=config.warm_fraction, new_item_fraction=config.new_item_fraction,
+                      onboarding_users=config.onboarding_users, onboarding_steps=config.onboarding_steps)
             for p in config.protocols}
     if on_total:
         on_total(sum(len(s) for s in plan.values()) * (2 if platform_available else 1))
@@ -196,6 +206,10 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
     results: dict[str, list[StrategyResult]] = {}
     timings: dict[str, dict[str, float]] = {}
     for protocol, split_list in plan.items():
+        if protocol == "onboarding":
+            results[protocol], done = _run_onboarding(dataset, split_list, config, settings, platform_available,
+                                                      item_ids, item_counts, vectors, notes, timings, progress, done)
+            continue
         names = BASELINES_BY_PROTOCOL[protocol]
         recs: dict[str, dict[str, list[str]]] = {}
         seconds: dict[str, float] = {}
@@ -239,6 +253,10 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
                 done += 1
                 if progress:
                     progress(f"{protocol} fold {split.fold + 1}/{len(split_list)}: platform", done)
+        if protocol == "new-item":
+            results.update(_new_item_views(recs, split_list[0], kinds, defaults, seconds, params, item_ids,
+                                           item_counts, vectors, config))
+            continue
         results[protocol] = [
             StrategyResult(protocol, name, kinds[name], defaults[name],
                            metrics.evaluate(recs[name], relevant, catalogue_size=len(item_ids), item_counts=item_counts,
@@ -251,3 +269,125 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
     return EvalResult(dataset=getattr(dataset, "name", "dataset"), config=config, results=results,
                       seconds=time.perf_counter() - started, commit=commit, notes=notes, counts=counts,
                       timings=timings)
+
+
+def _run_onboarding(dataset, split_list: list[Split], config: EvalConfig, settings, platform_available: bool,
+                    item_ids: list[str], item_counts: dict, vectors, notes: list[str],
+                    timings: dict[str, dict[str, float]], progress: Progress | None,
+                    done: int) -> tuple[list[StrategyResult], int]:
+    """The onboarding curve: every baseline and platform variant at every step N, pooled over the folds.
+
+    Baselines see what the platform sees at step N: popularity and segment popularity exclude the N known items,
+    EASE (lambda tuned on the training users) scores from them. Returns the rows (one per strategy and step).
+    """
+    recs: dict[tuple[str, int], dict[str, list[str]]] = {}
+    seconds: dict[tuple[str, int], float] = {}
+    kinds: dict[str, str] = {}
+    defaults: dict[str, bool] = {}
+    params: dict[str, dict] = {}
+    relevant: dict[str, set[str]] = {}
+    k = config.max_k
+    for split in split_list:
+        relevant.update(split.relevant)
+        view = baselines.TrainView.build(split.train, item_ids, dataset.users)
+        users = split.test_users
+        t0 = time.perf_counter()
+        m = baselines.tune_segment_min_users(view, split.train, seed=config.seed + split.fold, threshold=config.threshold)
+        segment = baselines.segment_scores(view, m)
+        lam, _ = baselines.tune_ease_lambda(split.train, item_ids, dataset.users, threshold=config.threshold)
+        weights = baselines.ease_weights(view.matrix, lam)
+        params.setdefault("segment_popularity", {}).setdefault("min_users_by_fold", []).append(m)
+        params.setdefault("cf", {}).setdefault("ease_lambda_by_fold", []).append(lam)
+        setup = time.perf_counter() - t0
+        for step in split.steps:
+            known = known_items(split, step)
+            seen = {u: set(v) for u, v in known.items()}
+            t0 = time.perf_counter()
+            recs.setdefault(("popularity", step), {}).update(baselines.popularity_recs(view, users, seen, k))
+            out = {}
+            for u in users:
+                record = view.users.loc[u].to_dict() if u in view.users.index else {}
+                out[u] = baselines.top_k(segment.scores(record)[0], seen[u], view, k)
+            recs.setdefault(("segment_popularity", step), {}).update(out)
+            if step > 0:
+                recs.setdefault(("cf", step), {}).update(baselines.ease_recs_from_items(weights, view, known, seen, k))
+            elapsed = time.perf_counter() - t0 + (setup if step == split.steps[0] else 0.0)
+            for name in ("popularity", "segment_popularity", "cf"):
+                seconds[(name, step)] = seconds.get((name, step), 0.0) + elapsed / 3
+                kinds[name], defaults[name] = "baseline", False
+        done += 1
+        if progress:
+            progress(f"onboarding fold {split.fold + 1}/{len(split_list)}: baselines", done)
+        if platform_available:
+            served = serving.serve_onboarding(dataset, split, config, settings)
+            for step, result in served.items():
+                for strat in result.strategies:
+                    recs.setdefault((strat.name, step), {}).update(strat.recommendations)
+                    seconds[(strat.name, step)] = seconds.get((strat.name, step), 0.0) + strat.seconds
+                    kinds[strat.name], defaults[strat.name] = "platform", strat.default
+                    params[strat.name] = strat.params
+                notes.extend(n for n in result.notes if n not in notes)
+                for part, secs in result.setup_seconds.items():
+                    timings.setdefault("onboarding", {})[part] = round(
+                        timings.get("onboarding", {}).get(part, 0.0) + secs, 2)
+            done += 1
+            if progress:
+                progress(f"onboarding fold {split.fold + 1}/{len(split_list)}: platform", done)
+    rows = []
+    for (name, step), by_user in recs.items():
+        rows.append(StrategyResult("onboarding", name, kinds[name], defaults[name],
+                                   metrics.evaluate(by_user, relevant, catalogue_size=len(item_ids),
+                                                    item_counts=item_counts, item_vectors=vectors, ks=config.ks,
+                                                    n_boot=config.n_boot, seed=config.seed),
+                                   seconds[(name, step)], params.get(name, {}), step=step))
+    rows.sort(key=lambda r: (r.kind, r.strategy, r.step))
+    return rows, done
+
+
+NEW_ITEM_VIEWS: tuple[str, ...] = ("new-item:cold-only", "new-item:warm-only", "new-item:hybrid")
+
+
+def _new_item_views(recs: dict[str, dict[str, list[str]]], split: Split, kinds: dict[str, str],
+                    defaults: dict[str, bool], seconds: dict[str, float], params: dict[str, dict],
+                    item_ids: list[str], item_counts: dict, vectors, config: EvalConfig) -> dict[str, list[StrategyResult]]:
+    """The new-item protocol three ways (ALDI / ColdRec): cold-only (each ranking kept to the new items, relevant
+    = the new items the user rated well, AUC among the new items), warm-only (kept to the old items, relevant =
+    the user's held-out later old items) and hybrid (the whole list, both relevant; plus ``new_item_hit@10``, the
+    share of users with a relevant new item in their top 10, and ``warm_ndcg@10``, NDCG@10 of the same lists
+    against the old relevant items only). Exploration variants (asked for 10 items) are in the
+    hybrid view alone; the default's row there is the one with the default exploration share."""
+    held = split.held_out_items
+    catalogue = set(item_ids)
+    cold_rel, warm_rel = split.views["cold-only"], split.views["warm-only"]
+    n_held = len(held & catalogue)
+    out: dict[str, list[StrategyResult]] = {view: [] for view in NEW_ITEM_VIEWS}
+    for name, by_user in recs.items():
+        shallow = "+explore" in name
+        common = dict(catalogue_size=len(item_ids), item_counts=item_counts, item_vectors=vectors, ks=config.ks,
+                      n_boot=config.n_boot, seed=config.seed)
+        if not shallow:
+            cold_lists = {u: [i for i in items if i in held] for u, items in by_user.items()}
+            warm_lists = {u: [i for i in items if i not in held] for u, items in by_user.items()}
+            cold_candidates = {u: n_held for u in cold_rel}
+            warm_candidates = {u: len(item_ids) - n_held - len(split.exclude.get(u, set()) & catalogue)
+                               for u in warm_rel}
+            out["new-item:cold-only"].append(StrategyResult(
+                "new-item:cold-only", name, kinds[name], defaults[name] and name == "default",
+                metrics.evaluate(cold_lists, cold_rel, candidates=cold_candidates, **common), seconds[name],
+                params.get(name, {})))
+            out["new-item:warm-only"].append(StrategyResult(
+                "new-item:warm-only", name, kinds[name], defaults[name] and name == "default",
+                metrics.evaluate(warm_lists, warm_rel, candidates=warm_candidates, **common), seconds[name],
+                params.get(name, {})))
+        top = {u: items[: config.max_k] for u, items in by_user.items()}
+        report = metrics.evaluate(top, split.relevant, **common)
+        hit = [metrics.hit_at_k(top.get(u, ()), cold_rel[u], 10) for u in cold_rel if cold_rel[u]]
+        warm = [metrics.ndcg_at_k(top.get(u, ()), warm_rel[u], 10) for u in warm_rel if warm_rel[u]]
+        report.values["new_item_hit@10"] = float(np.mean(hit)) if hit else float("nan")
+        report.values["warm_ndcg@10"] = float(np.mean(warm)) if warm else float("nan")
+        report.ci95["new_item_hit@10"] = metrics.bootstrap_ci(np.array(hit), n_boot=config.n_boot, seed=config.seed)
+        report.ci95["warm_ndcg@10"] = metrics.bootstrap_ci(np.array(warm), n_boot=config.n_boot, seed=config.seed)
+        is_default = defaults[name] and (shallow or not any("+explore(default)" in n for n in recs))
+        out["new-item:hybrid"].append(StrategyResult("new-item:hybrid", name, kinds[name], is_default, report,
+                                                     seconds[name], params.get(name, {})))
+    return out

@@ -38,6 +38,7 @@ from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
 from recplatform.evaluation.protocols import Split
 from recplatform.ingest import ingest
+from recplatform.retrieval.taste import refresh_user_taste
 from recplatform.retrieval.training import train_collaborative_space
 from recplatform.retrieval.limits import Limits, read_limits
 
@@ -58,8 +59,9 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
                  "the embedding pipeline's batch, which read the entity features from the rec tables (no Feast "
                  "online store in scratch databases; the same values Feast would serve)")
 
-RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s)"
-DEFAULTS_SQL = "SELECT user_type, strategy, popularity_weight, content_weight, neighbors FROM rec.retrieval_defaults"
+RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s, %s)"
+DEFAULTS_SQL = ("SELECT user_type, strategy, popularity_weight, content_weight, neighbors, evidence_weight, "
+                "evidence_from, switch_after, exploration_share, fresh_max_interactions FROM rec.retrieval_defaults")
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
@@ -87,13 +89,17 @@ class ServedSplit:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of calling rec.recommend: strategy, popularity-prior weight, content weight (warm blend), and
-    neighbourhood size (cold strategies that use demographic neighbours)."""
+    """One way of calling rec.recommend: strategy (``default`` = none named: what rec.recommend serves by itself),
+    popularity-prior weight, content weight (warm blend), neighbourhood size (cold strategies that use demographic
+    neighbours) and exploration share (0 = off; None = the default of rec.retrieval_defaults). A ``shallow``
+    variant is asked for 10 items only (exploration slots are the last ones of the list asked for)."""
 
     strategy: str
-    popularity_weight: float = 0.0
+    popularity_weight: float | None = 0.0
     content_weight: float | None = None  # None: not applicable (cold-start strategies)
     neighbors: int | None = None  # None: the default of rec.retrieval_defaults
+    exploration_share: float | None = 0.0
+    shallow: bool = False
 
     @property
     def name(self) -> str:
@@ -104,29 +110,63 @@ class Variant:
             name += f"+content{self.content_weight:g}"
         if self.popularity_weight:
             name += f"+prior{self.popularity_weight:g}"
+        if self.exploration_share is None:
+            name += "+explore(default)"
+        elif self.exploration_share:
+            name += f"+explore{self.exploration_share:g}"
         return name
 
-    def matches(self, default: tuple[str, float, float, int]) -> bool:
-        strategy, pop, content, neighbors = default
-        return (strategy == self.strategy and bool(np.isclose(pop, self.popularity_weight))
-                and (self.content_weight is None or bool(np.isclose(content, self.content_weight)))
-                and self.neighbors in (None, neighbors))
+    @property
+    def is_default(self) -> bool:
+        """What rec.recommend serves with no argument but the user (the exploration share at its default)."""
+        return self.strategy == "default" and self.neighbors is None and (
+            self.exploration_share is None or not self.shallow)
+
+    def call(self) -> tuple[str | None, float | None, float | None]:
+        """(strategy, popularity_weight, content_weight) as passed to rec.recommend."""
+        if self.strategy == "default":
+            return None, None, None
+        return self.strategy, self.popularity_weight, self.content_weight
 
 
 def strategy_name(strategy: str, weight: float, content: float | None = None) -> str:
     return Variant(strategy, weight, content).name
 
 
-def strategies_for(protocol: str, limit: Limits) -> list[Variant]:
-    """The rec.recommend variants evaluated on a protocol: on cold users every strategy that serves them, on
-    warm users those that need a user's history (``rec.strategies``), each with prior/content weights."""
+# Onboarding: what rec.recommend serves with no strategy (the default), the collaborative taste vector alone
+# (what a user with one interaction got before the onboarding path existed), the cold default forced, and the
+# onboarding path forced.
+ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3),
+                                            Variant("onboarding"))
+# New items: exploration shares served besides the default one (the share-0 row is the deep default list).
+EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
+# Exploration variants are asked for 10 items (the list a user is shown; the fresh slots are its last ones), so
+# their @10 metrics are what such a user sees and their @20 metrics are not comparable.
+EXPLORATION_K = 10
+
+
+def strategies_for(protocol: str, limit: Limits, variants: str = "all") -> list[Variant]:
+    """The rec.recommend variants evaluated on a protocol; ``default`` (no strategy named) is always first. On
+    cold users every strategy that serves them, on warm users those that need a user's history
+    (``rec.strategies``), each with prior/content weights; the onboarding path once (it has no content blend).
+    ``variants="defaults"``: only the default (and, on warm users, the taste vector alone) where a protocol has
+    many variants: a quicker run that still measures what is served."""
+    if protocol == "onboarding":
+        return list(ONBOARDING_VARIANTS)
+    if variants == "defaults" and protocol == "cold-user":
+        return [Variant("default")]
+    if variants == "defaults" and protocol == "warm":
+        return [Variant("default"), Variant("taste")]
     if protocol == "cold-user":
         cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
-        return ([Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
+        return ([Variant("default")] + [Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
-    priors = NEW_ITEM_PRIOR_WEIGHTS if protocol == "new-item" else PRIOR_WEIGHTS
-    warm = [s for s in limit.strategies if s not in limit.cold_strategies]
-    return [Variant(s, w, c) for s in warm for c in CONTENT_WEIGHTS for w in priors]
+    if protocol == "new-item":
+        return ([Variant("default"), Variant("taste", 0.0, 1.0), Variant("default", exploration_share=None, shallow=True)]
+                + [Variant("default", exploration_share=s, shallow=True) for s in EXPLORATION_SHARES])
+    warm = [s for s in limit.strategies if s not in limit.cold_strategies and s != "onboarding"]
+    return ([Variant("default"), Variant("onboarding")]
+            + [Variant(s, w, c) for s in warm for c in CONTENT_WEIGHTS for w in PRIOR_WEIGHTS])
 
 
 def available(settings: Settings | None = None) -> tuple[bool, str]:
@@ -216,13 +256,19 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
     return timings
 
 
-def _defaults(conn) -> dict[str, tuple[str, float, float, int]]:
-    return {row[0]: (row[1], float(row[2]), float(row[3]), int(row[4])) for row in conn.execute(DEFAULTS_SQL).fetchall()}
+def _defaults(conn) -> dict[str, tuple]:
+    """rec.retrieval_defaults by user type: (strategy, prior weight, content weight, neighbours, evidence weight,
+    evidence from, switch after, exploration share, fresh below n interactions)."""
+    return {row[0]: tuple(row[1:]) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
-def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weight: float, k: int,
-                  content_weight: float | None = None, neighbors: int | None = None) -> dict[str, list[str]]:
+def recommend_all(settings: Settings, users: Sequence[str], strategy: str | None, weight: float | None, k: int,
+                  content_weight: float | None = None, neighbors: int | None = None,
+                  exploration_share: float | None = 0.0) -> dict[str, list[str]]:
     """rec.recommend for every user over one connection (what a client or analytics tool would run).
+
+    ``exploration_share`` defaults to 0: the cold-user, warm and onboarding protocols measure the ranker itself;
+    the new-item protocol's hybrid view measures share 0 against the default (None).
 
     ``neighbors`` sets the cold neighbourhood size inside a transaction that is rolled back afterwards, so the
     scratch database keeps its defaults.
@@ -232,11 +278,58 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str, weigh
         if neighbors is not None:
             conn.execute(SET_NEIGHBORS_SQL, (neighbors,))
         for user in users:
-            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight,
-                                                                        content_weight)).fetchall()]
+            out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight, content_weight,
+                                                                        exploration_share)).fetchall()]
         if neighbors is not None:
             conn.rollback()
     return out
+
+
+def serve_onboarding(dataset, split: Split, config, base: Settings | None = None) -> dict[int, ServedSplit]:
+    """The onboarding protocol through the platform: train on the other users, then for each step N let each
+    test user's interactions up to their N-th arrive through :func:`recplatform.ingest.ingest` and
+    :func:`recplatform.retrieval.taste.refresh_user_taste` (what a worker runs after an ingestion), and ask
+    ``rec.recommend`` for every variant. Returns one :class:`ServedSplit` per step."""
+    base = base or get_settings()
+    encoder = memo_encoder(config.model)
+    settings = create_database(base, f"onboarding{split.fold}")
+    notes: list[str] = [FEATURES_NOTE]
+    out: dict[int, ServedSplit] = {}
+    try:
+        timings = load_split(dataset, split, settings, encoder)
+        users = split.test_users
+        ordered = split.onboarding
+        position = ordered.groupby("user_id", sort=False).cumcount()
+        with db.connect(settings, autocommit=True) as conn:
+            default = _defaults(conn).get("warm")
+        done = 0
+        for step in split.steps:
+            t0 = time.perf_counter()
+            arriving = ordered[(position >= done) & (position < step)]
+            if len(arriving):
+                ingest(interactions=arriving, source=f"evaluation:onboarding:{step}", settings=settings)
+                refresh_user_taste(sorted(set(arriving["user_id"])), settings)
+            done = step
+            step_timings = {"arrive": time.perf_counter() - t0}
+            if step == split.steps[0]:
+                step_timings.update(timings)
+            served = []
+            for variant in ONBOARDING_VARIANTS:
+                t0 = time.perf_counter()
+                strategy, weight, _ = variant.call()
+                recs = recommend_all(settings, users, strategy, weight, config.max_k)
+                served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs,
+                                             time.perf_counter() - t0, variant.is_default,
+                                             {"sql_strategy": strategy, "popularity_weight": weight,
+                                              "warm_default": list(default) if default else None}))
+            log.info("onboarding fold %d, %d known: served %d users", split.fold, step, len(users))
+            out[step] = ServedSplit(served, notes, step_timings)
+        return out
+    finally:
+        try:
+            drop_database(settings)
+        except psycopg.Error as exc:
+            log.warning("could not drop evaluation database %s: %s", settings.database_name, exc)
 
 
 def serve_split(dataset, split: Split, config, base: Settings | None = None, *, depth: int | None = None) -> ServedSplit:
@@ -252,26 +345,24 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
                 return ServedSplit([], ["platform strategies not run: rec.recommend is not in the schema"], timings)
             defaults = _defaults(conn)
             limit = read_limits(conn)
-        default = defaults.get("cold" if split.protocol == "cold-user" else "warm")
         default_neighbors = defaults["cold"][3] if "cold" in defaults else None
         served = []
         users = split.test_users
-        for variant in strategies_for(split.protocol, limit):
+        for variant in strategies_for(split.protocol, limit, config.variants):
             t0 = time.perf_counter()
-            recs = recommend_all(settings, users, variant.strategy, variant.popularity_weight,
-                                 min(depth or config.max_k, limit.max_k), variant.content_weight, variant.neighbors)
+            strategy, weight, content = variant.call()
+            k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, limit.max_k)
+            recs = recommend_all(settings, users, strategy, weight, k, content, variant.neighbors,
+                                 variant.exploration_share)
             seconds = time.perf_counter() - t0
-            served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs, seconds,
-                                         default is not None and variant.matches(default),
-                                         {"sql_strategy": variant.strategy,
-                                          "popularity_weight": variant.popularity_weight,
-                                          "content_weight": variant.content_weight,
-                                          "neighbors": variant.neighbors or default_neighbors}))
+            served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight or 0.0, recs,
+                                         seconds, variant.is_default,
+                                         {"sql_strategy": strategy, "popularity_weight": weight,
+                                          "content_weight": content, "exploration_share": variant.exploration_share,
+                                          "k": k, "neighbors": variant.neighbors or default_neighbors,
+                                          "defaults": {t: list(v) for t, v in defaults.items()}}))
             log.info("%s fold %d: %s served %d users in %.1fs", split.protocol, split.fold, variant.name,
                      len(users), seconds)
-        if default is not None and not any(s.default for s in served):
-            notes.append(f"{split.protocol}: the platform default ({default[0]}, prior {default[1]:g}, content "
-                         f"{default[2]:g}) is not among the evaluated variants")
         return ServedSplit(served, notes, timings)
     finally:
         try:

@@ -27,10 +27,12 @@ Formulas (Hu, Koren & Volinsky 2008, "Collaborative filtering for implicit feedb
 * Scores are dot products ``x_u·y_i``. The pgvector indexes are cosine, so vectors are stored augmented
   (maximum-inner-product → cosine reduction, Bachrach et al. 2014): with ``M = max_i |y_i|``::
 
-      item  ŷ_i = [y_i / M,  sqrt(1 - |y_i|^2 / M^2)]        user  x̂_u = [x_u / |x_u|,  0]
+      item  ŷ_i = [y_i / M,  sqrt(1 - |y_i|^2 / M^2)]        user  x̂_u = [x_u,  0]
 
-  so ``cos(x̂_u, ŷ_i) = x_u·y_i / (|x_u| M)``: the cosine ranking equals the dot-product ranking. The space
-  has dimension f + 1; ``M``, ``YᵀY`` and the hyper-parameters are kept in the space's params.
+  so ``cos(x̂_u, ŷ_i) = x_u·y_i / (|x_u| M)``: the cosine ranking equals the dot-product ranking. User vectors
+  keep their norm (cosine ignores it) so SQL can recover the dot product, ``x_u·y_i = cos · |x̂_u| · M``: the
+  onboarding path weighs a user's evidence by it (a fold-in from few items is short). The space has dimension
+  f + 1; ``M``, ``YᵀY`` and the hyper-parameters are kept in the space's params.
 * Items without interactions get ``y_i = W_cᵀ e_i + b_c`` from their LLM content embedding ``e_i`` via a ridge
   map fitted on the items that have interactions (stored as a ``content_to_item`` map in rec.coldstart_maps),
   clipped to norm M, so new items stay reachable (they rank by what similar-content items earned).
@@ -255,6 +257,5 @@ def augment_items(items: np.ndarray, scale: float) -> np.ndarray:
 
 
 def augment_users(users: np.ndarray) -> np.ndarray:
-    """x̂ = [x/|x|, 0]."""
-    norms = np.linalg.norm(users, axis=1, keepdims=True)
-    return np.hstack([users / np.maximum(norms, 1e-12), np.zeros((len(users), 1))]).astype(np.float32)
+    """x̂ = [x, 0] (the norm is kept: cosine ignores it, and the onboarding path reads it as evidence)."""
+    return np.hstack([users, np.zeros((len(users), 1))]).astype(np.float32)

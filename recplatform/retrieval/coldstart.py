@@ -6,7 +6,8 @@ applied to anyone — stored in the database (rec.coldstart_maps / rec.coldstart
 function ``rec.recommend`` applies it with no Python (strategy ``learned_map``).
 
 The map is ridge regression with an unpenalised bias, from demographic vectors d_u (content space,
-dimension D) to stored taste vectors t_u = [x_u/|x_u|, 0] (collaborative space, dimension f + 1)::
+dimension D) to the directions of the stored taste vectors, t_u = [x_u/|x_u|, 0] (collaborative space,
+dimension f + 1; the stored vectors keep their norm, the map is fitted to their unit rows)::
 
     W, b = argmin  sum_u |W d_u + b - t_u|^2 + lambda |W|_F^2      W = (DcᵀDc + λI)^-1 DcᵀTc,  b = t̄ - d̄ W
 
@@ -65,6 +66,8 @@ def fit_demographic_map(settings: Settings | None = None, collaborative: Space |
         return MapFit(None, len(rows), None, None)
     x = np.stack([np.asarray(r[1].to_numpy(), float) for r in rows])
     y = np.stack([np.asarray(r[2].to_numpy(), float) for r in rows])
+    # taste vectors are stored with their fold-in norm (evidence); the map predicts their direction
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
     lam, score = choose_lambda(x, y)
     w, b = ridge(x, y, lam)
     with db.transaction(settings) as conn:

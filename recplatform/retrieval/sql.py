@@ -96,6 +96,14 @@ ON CONFLICT (space_id, item_id) DO UPDATE SET embedding = excluded.embedding, em
 WHERE e.content_hash = 'mapped'
 """
 
+# ----- tuning ------------------------------------------------------------------------------------------
+STORE_TUNING = """
+UPDATE rec.retrieval_defaults SET popularity_weight = %s, tuning = %s::jsonb, updated_at = now(),
+       note = 'recplatform tune: chosen on a validation split of this deployment''s interactions'
+WHERE user_type = 'warm'
+"""
+TUNED_ALS = "SELECT tuning->'als' FROM rec.retrieval_defaults WHERE user_type = 'warm'"
+
 # ----- cold-start maps -------------------------------------------------------------------------------
 DEACTIVATE_MAPS = """
 UPDATE rec.coldstart_maps SET is_active = false
@@ -119,7 +127,16 @@ ORDER BY d.user_id
 RECOMMEND = """
 SELECT rank, item_id, title, score, source
 FROM rec.recommend(%(user_id)s, %(k)s, %(exclude_seen)s, %(genres)s, %(min_year)s, %(max_year)s, %(strategy)s,
-                   %(popularity_weight)s, %(content_weight)s)
+                   %(popularity_weight)s, %(content_weight)s, %(exploration_share)s)
+"""
+NEW_FOR_YOU = """
+SELECT rank, item_id, title, score, source
+FROM rec.new_for_you(%(user_id)s, %(k)s, %(genres)s, %(min_year)s, %(max_year)s, %(exclude_seen)s)
+"""
+RETRIEVAL_DEFAULTS = """
+SELECT user_type, strategy, popularity_weight, neighbors, content_weight, evidence_weight, evidence_from,
+       switch_after, exploration_share, fresh_max_interactions, fresh_max_age::text, tuning, note, updated_at
+FROM rec.retrieval_defaults ORDER BY user_type
 """
 RECOMMEND_FOR_DEMOGRAPHIC = """
 SELECT rank, item_id, title, score, source

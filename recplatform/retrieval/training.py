@@ -18,16 +18,8 @@ from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
-from recplatform.retrieval import coldstart, sql
-from recplatform.retrieval.als import (
-    CollaborativeParams,
-    Factors,
-    Interactions,
-    als,
-    augment_items,
-    augment_users,
-    usable,
-)
+from recplatform.retrieval import coldstart, sql, tuning
+from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users, usable
 from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.linear_map import ridge, store_map
 from recplatform.retrieval.storage import content_vectors, copy_vectors, history_hash, load_interactions
@@ -153,7 +145,8 @@ def new_interactions(settings: Settings | None = None) -> int | None:
 def train_if_due(settings: Settings | None = None) -> Space | None:
     """Train when no collaborative space exists yet (and there are interactions), or when at least
     ``settings.retrain_after_interactions`` interactions arrived since the last training. What the worker runs
-    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op."""
+    after ingestions and on its beat schedule; a training already running elsewhere makes this a no-op. The
+    hyper-parameters are those of the last ``recplatform tune`` when there was one, else the defaults."""
     settings = settings or get_settings()
     with db.connect(settings, autocommit=True, vector=False) as conn:
         if not conn.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
@@ -169,7 +162,8 @@ def train_if_due(settings: Settings | None = None) -> Space | None:
             if not due:
                 return None
             try:
-                return _train(settings, CollaborativeParams(), progress=False, fit_coldstart=True)
+                return _train(settings, tuning.tuned_params(settings) or CollaborativeParams(), progress=False,
+                              fit_coldstart=True)
             except ValueError as exc:  # interactions exist, but none with a positive strength
                 log.warning("collaborative training not possible: %s", exc)
                 return None

@@ -1,5 +1,6 @@
--- Nearest warm users to a demographic vector (HNSW over kind='demographic' vectors of the content space).
--- p_require: 'interactions' (has history) or 'taste' (has a taste vector in p_collab).
+-- Nearest established users to a demographic vector (HNSW over kind='demographic' vectors of the content space).
+-- p_require: 'interactions' (at least 5 interactions: a user who is onboarding does not vote for others) or
+-- 'taste' (has a taste vector in p_collab).
 CREATE OR REPLACE FUNCTION rec._demographic_neighbors(p_content integer, p_collab integer, p_demo vector, p_self text,
                                                       p_n integer, p_require text)
 RETURNS TABLE(user_id text, similarity double precision)
@@ -29,8 +30,9 @@ BEGIN
         v_warm := format('EXISTS (SELECT 1 FROM rec.user_embeddings t WHERE t.space_id = %s AND t.user_id = u.user_id'
                          ' AND t.kind = ''taste'' OFFSET 0)', p_collab);
     ELSE
-        -- OFFSET 0 keeps this a per-row probe (not a semi-join over all interactions) beside the index scan
-        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET 0)';
+        -- OFFSET keeps this a per-row probe (not a semi-join over all interactions) beside the index scan; OFFSET 4:
+        -- a fifth interaction exists
+        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET 4)';
     END IF;
     PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * p_n))::text, true);
     -- Most users with a demographic vector are warm: over-fetch 2n by the bare index scan, keep the warm ones
@@ -46,7 +48,7 @@ BEGIN
     ELSE
         SELECT array_agg(n.user_id ORDER BY n.ord), array_agg(n.dist ORDER BY n.ord) INTO v_ids, v_dists
         FROM (SELECT w.user_id, w.dist, w.ord FROM unnest(v_ids, v_dists) WITH ORDINALITY AS w(user_id, dist, ord)
-              WHERE EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = w.user_id OFFSET 0)
+              WHERE EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = w.user_id OFFSET 4)
               ORDER BY w.ord LIMIT p_n) n;
     END IF;
     IF coalesce(cardinality(v_ids), 0) < p_n THEN

@@ -1,4 +1,5 @@
--- Demographic neighbours voting: score(i) = sum_{n in N, n saw i} max(sim(u, n), 0) / sum_{n in N} max(sim(u, n), 0),
+-- Demographic neighbours voting: score(i) = sum_{n in N, n saw i} max(sim(u, n), 0) / sum_{n in N} max(sim(u, n), 0)
+-- (each neighbour votes once per distinct item, however many events it has on it),
 -- blended with the popularity prior: (1 - w) * vote + w * popularity. Candidates are the 4k best-voted items
 -- and the 4k most popular (with w < 1 an item outside both would need both a high vote and a high prior);
 -- popular items fill in so k rows come back whenever k qualify.
@@ -17,13 +18,15 @@ DECLARE
 BEGIN
     p_seen := coalesce(p_seen, '{}');
     SELECT greatest(sum(greatest(s, 0)), 1e-9) INTO v_total FROM unnest(p_sims) AS s;
-    -- One vote per (neighbour, item) interaction row, weighted by the neighbour's similarity; only the 4k
+    -- One vote per distinct (neighbour, item) pair, weighted by the neighbour's similarity; only the 4k
     -- best-voted items that pass the filters go on (with the 4k most popular, the only ones that can reach the
     -- top k when w < 1 unless an item is high on both lists).
     EXECUTE format(
         'WITH nb AS (SELECT n.user_id, greatest(n.sim, 0) AS sim FROM unnest($1::text[], $2::float8[]) AS n(user_id, sim)),'
-        ' votes AS (SELECT x.item_id, sum(nb.sim) AS vote FROM nb JOIN rec.interactions x ON x.user_id = nb.user_id'
-        '           WHERE NOT (x.item_id = ANY($3)) GROUP BY x.item_id),'
+        ' pairs AS (SELECT DISTINCT x.user_id, x.item_id FROM rec.interactions x WHERE x.user_id = ANY($1)'
+        '           AND NOT (x.item_id = ANY($3))),'
+        ' votes AS (SELECT p.item_id, sum(nb.sim) AS vote FROM pairs p JOIN nb ON nb.user_id = p.user_id'
+        '           GROUP BY p.item_id),'
         ' top AS (SELECT v.item_id, v.vote FROM votes v %s ORDER BY v.vote DESC, v.item_id LIMIT $7)'
         ' SELECT array_agg(top.item_id ORDER BY top.vote DESC, top.item_id),'
         '        array_agg(top.vote ORDER BY top.vote DESC, top.item_id) FROM top',

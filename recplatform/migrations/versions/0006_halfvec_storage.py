@@ -1,7 +1,7 @@
 """halfvec storage per space: the item HNSW index and rec._rank_by_vector
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-29
 
 A space registered with ``params = {"storage": "halfvec"}`` (pgvector >= 0.7) gets its item HNSW index on
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic_utils.pg_function import PGFunction
 from sqlalchemy import text as sql_text
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

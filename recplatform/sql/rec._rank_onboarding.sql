@@ -1,0 +1,70 @@
+-- Onboarding: the cold prior (neighbour votes + popularity, seen items excluded) updated in log space by the
+-- user's own evidence, eta * x_u . y_i (docs/retrieval.md, Onboarding). With eta = 0 this ranks exactly
+-- like the cold default with the user's items excluded.
+CREATE OR REPLACE FUNCTION rec._rank_onboarding(p_demo vector, p_self text, p_collab integer, p_taste vector, p_k integer,
+                                     p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
+                                     p_pop_weight double precision, p_neighbors integer, p_eta double precision)
+RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
+LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_content integer := rec.active_space_id('content');
+    v_n constant integer := greatest(p_k * 4, 50);
+    v_ids text[];
+    v_sims double precision[];
+    v_scale double precision;
+    v_norm double precision;
+BEGIN
+    IF p_demo IS NOT NULL AND v_content IS NOT NULL THEN
+        SELECT array_agg(n.user_id), array_agg(n.similarity) INTO v_ids, v_sims
+        FROM rec._demographic_neighbors(v_content, p_collab, p_demo, p_self, p_neighbors, 'interactions') n;
+    END IF;
+    IF p_eta <= 0 OR p_taste IS NULL OR p_collab IS NULL THEN
+        IF coalesce(cardinality(v_ids), 0) = 0 THEN
+            RETURN QUERY SELECT r.rank, r.item_id, r.title, r.score, 'onboarding'::text
+                         FROM rec._rank_popular(p_k, p_seen, p_genres, p_min_year, p_max_year) r;
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT r.rank, r.item_id, r.title, r.score, 'onboarding'::text
+                     FROM rec._rank_by_neighbor_votes(v_ids, v_sims, p_k, p_seen, p_genres, p_min_year, p_max_year,
+                                                      p_pop_weight) r;
+        RETURN;
+    END IF;
+    SELECT (m.params->>'scale')::float8 INTO v_scale FROM rec.embedding_models m WHERE m.space_id = p_collab;
+    v_norm := vector_norm(p_taste) * coalesce(v_scale, 1);  -- x_u . y_i = cos(x_u, y^_i) * |x_u| * M
+    v_ids := coalesce(v_ids, '{}');
+    v_sims := coalesce(v_sims, '{}');
+    RETURN QUERY
+    WITH prior AS (
+        SELECT r.item_id, r.score FROM rec._rank_by_neighbor_votes(v_ids, v_sims, v_n, p_seen, p_genres, p_min_year,
+                                                                   p_max_year, p_pop_weight) r
+    ), nb AS (
+        SELECT n.user_id, greatest(n.sim, 0) AS sim FROM unnest(v_ids, v_sims) AS n(user_id, sim)
+    ), taste AS (
+        SELECT t.item_id FROM rec._rank_by_vector(p_collab, p_taste, v_n, p_seen, p_genres, p_min_year, p_max_year,
+                                                  0, 'taste') t
+        WHERE NOT EXISTS (SELECT 1 FROM prior p WHERE p.item_id = t.item_id)
+    ), taste_prior AS (
+        -- the prior of taste candidates outside the prior's top: their votes, looked up by item
+        SELECT t.item_id,
+               (1 - p_pop_weight) * coalesce((SELECT sum(nb.sim) FROM nb WHERE EXISTS (
+                    SELECT 1 FROM rec.interactions x WHERE x.item_id = t.item_id AND x.user_id = nb.user_id)), 0)
+                   / greatest((SELECT sum(nb.sim) FROM nb), 1e-9)
+               + p_pop_weight * coalesce(ip.popularity, 0) AS score
+        FROM taste t LEFT JOIN rec.item_priors ip ON ip.item_id = t.item_id
+    ), cand AS (
+        SELECT * FROM prior UNION ALL SELECT * FROM taste_prior
+    ), scored AS (
+        SELECT c.item_id, ln(1e-4 + greatest(c.score, 0)) + p_eta * v_norm * coalesce(1 - (e.embedding <=> p_taste), 0) AS s,
+               coalesce(ip.popularity, 0) AS popularity
+        FROM cand c
+        LEFT JOIN rec.item_embeddings e ON e.space_id = p_collab AND e.item_id = c.item_id
+        LEFT JOIN rec.item_priors ip ON ip.item_id = c.item_id
+    )
+    SELECT (row_number() OVER (ORDER BY s.s DESC, s.popularity DESC, s.item_id))::integer, s.item_id, i.title, s.s,
+           'onboarding'::text
+    FROM scored s JOIN rec.items i ON i.item_id = s.item_id
+    ORDER BY 1
+    LIMIT p_k;
+END
+$fn$;
