@@ -27,6 +27,7 @@ import psycopg
 from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding.encoder import load_encoder
+from recplatform.input_limits import AGE_RANGE, GENDERS, MAX_ID_LENGTH, MAX_SHORT_TEXT_LENGTH, MAX_VECTOR_DIMENSION
 from recplatform.retrieval import limits, sql
 from recplatform.retrieval.limits import Limits
 from recplatform.text.templates import TEMPLATE_VERSION, user_prompt
@@ -95,17 +96,31 @@ def _check_k(k: Any, limit: Limits) -> int:
     return int(k)
 
 
-def _check_genres(genres: Any) -> list[str] | None:
+def _check_genres(genres: Any, limit: Limits) -> list[str] | None:
     if genres is None:
         return None
     if isinstance(genres, str):
         genres = [genres]
     if not isinstance(genres, Iterable) or isinstance(genres, (bytes, Mapping)):
         raise InvalidRequestError("genres", f"must be a genre name or a list of genre names, got {genres!r}")
-    out = list(genres)
+    out = []
+    for genre in genres:  # stops at the bound: a generator of a million names is never materialised
+        if len(out) == limit.max_genres:
+            raise InvalidRequestError("genres", f"at most {limit.max_genres} genre names per request")
+        out.append(genre)
     if not out or any(not isinstance(g, str) or not g.strip() for g in out):
-        raise InvalidRequestError("genres", f"must be a non-empty list of non-empty genre names, got {genres!r}")
+        raise InvalidRequestError("genres", f"must be a non-empty list of non-empty genre names, got {_shown(genres)}")
+    for genre in out:
+        if "\x00" in genre:
+            raise InvalidRequestError("genres", f"a genre name contains a NUL character: {_shown(genre)}")
+        if len(genre) > limit.max_genre_length:
+            raise InvalidRequestError("genres", f"a genre name is longer than {limit.max_genre_length} characters")
     return out
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 def _check_years(years: Any, limit: Limits) -> tuple[int | None, int | None]:
@@ -152,8 +167,39 @@ def _check_weight(weight: Any, name: str = "popularity_weight") -> float | None:
 
 def _check_id(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
-        raise InvalidRequestError(name, f"must be a string id, got {value!r}")
-    return str(value)
+        raise InvalidRequestError(name, f"must be a string id, got {_shown(value)}")
+    value = str(value)
+    if "\x00" in value:
+        raise InvalidRequestError(name, f"contains a NUL character: {_shown(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidRequestError(name, f"longer than {MAX_ID_LENGTH} characters (no stored id is)")
+    return value
+
+
+def _check_profile_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError(name, f"must be a string, got {_shown(value)}")
+    if "\x00" in value:
+        raise InvalidRequestError(name, f"contains a NUL character: {_shown(value)}")
+    if len(value.strip()) > MAX_SHORT_TEXT_LENGTH:
+        raise InvalidRequestError(name, f"longer than {MAX_SHORT_TEXT_LENGTH} characters")
+    return value
+
+
+def _check_profile(age: Any, gender: Any, occupation: Any, zip_code: Any) -> dict[str, Any]:
+    """The profile checked as ingestion checks a stored user (recplatform.input_limits: ages, genders, lengths)."""
+    if age is not None and (isinstance(age, bool) or not isinstance(age, (int, np.integer))
+                            or not AGE_RANGE[0] <= age <= AGE_RANGE[1]):
+        raise InvalidRequestError("age", f"must be an integer between {AGE_RANGE[0]} and {AGE_RANGE[1]}, "
+                                         f"got {_shown(age)}")
+    gender = _check_profile_text("gender", gender)
+    if gender is not None and gender.strip() and gender.strip() not in GENDERS:
+        raise InvalidRequestError("gender", f"must be one of {', '.join(GENDERS)} or empty, got {_shown(gender)}")
+    return {"age": None if age is None else int(age), "gender": gender.strip() if gender else gender,
+            "occupation": _check_profile_text("occupation", occupation),
+            "zip_code": _check_profile_text("zip_code", zip_code)}
 
 
 def _translate(error: psycopg.Error, user_id: Any = None, item_id: Any = None) -> Exception:
@@ -236,7 +282,7 @@ class RecClient:
         limit = self._limits()
         min_year, max_year = _check_years(years, limit)
         params = {"user_id": user_id, "k": _check_k(k, limit), "exclude_seen": bool(exclude_seen),
-                  "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
+                  "genres": _check_genres(genres, limit), "min_year": min_year, "max_year": max_year,
                   "strategy": _check_strategy(strategy, limit), "popularity_weight": _check_weight(popularity_weight),
                   "content_weight": _check_weight(content_weight, "content_weight"),
                   "exploration_share": _check_weight(exploration_share, "exploration_share")}
@@ -268,18 +314,14 @@ class RecClient:
 
         With no demographics at all the result is popularity (``source`` says so).
         """
-        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, np.integer)) or not 0 <= age <= 120):
-            raise InvalidRequestError("age", f"must be an integer between 0 and 120, got {age!r}")
-        for name, value in (("gender", gender), ("occupation", occupation), ("zip_code", zip_code)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidRequestError(name, f"must be a string, got {value!r}")
+        profile = _check_profile(age, gender, occupation, zip_code)
         limit = self._limits()
         min_year, max_year = _check_years(years, limit)
         k, strategy = _check_k(k, limit), _check_strategy(strategy, limit)  # before the encoder runs
-        profile = {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}
+        genres = _check_genres(genres, limit)
         vector = self.profile_vector(profile) if any(v not in (None, "") for v in profile.values()) else None
         params = {"vector": vector, "k": k, "strategy": strategy,
-                  "genres": _check_genres(genres), "min_year": min_year, "max_year": max_year,
+                  "genres": genres, "min_year": min_year, "max_year": max_year,
                   "popularity_weight": _check_weight(popularity_weight)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_DEMOGRAPHIC, params)]
 
@@ -310,9 +352,15 @@ class RecClient:
             raise InvalidRequestError("query", f"must be a sequence of numbers, got {type(vector).__name__}") from None
         if array.ndim != 1 or not len(array) or not np.all(np.isfinite(array)):
             raise InvalidRequestError("query", "must be a non-empty one-dimensional vector of finite numbers")
+        if len(array) > MAX_VECTOR_DIMENSION:
+            raise InvalidRequestError("query", f"has dimension {len(array):,}; it must equal the embedding space's "
+                                               f"(vectors have at most {MAX_VECTOR_DIMENSION:,} dimensions)")
+        if not np.isfinite(np.linalg.norm(array.astype(np.float64))) or not np.any(array):
+            raise InvalidRequestError("query", "must have a finite, non-zero length (cosine similarity is undefined "
+                                               "for a zero vector)")
         limit = self._limits()
         min_year, max_year = _check_years(years, limit)
-        params = {"vector": array, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
+        params = {"vector": array, "k": _check_k(k, limit), "genres": _check_genres(genres, limit), "min_year": min_year,
                   "max_year": max_year, "space": space,
                   "exclude_user": None if exclude_user is None else _check_id("exclude_user", exclude_user)}
         return [Recommendation(*r) for r in self._rows(sql.RECOMMEND_FOR_VECTOR, params)]
@@ -323,7 +371,7 @@ class RecClient:
         item_id = _check_id("item_id", item_id)
         limit = self._limits()
         min_year, max_year = _check_years(years, limit)
-        params = {"item_id": item_id, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
+        params = {"item_id": item_id, "k": _check_k(k, limit), "genres": _check_genres(genres, limit), "min_year": min_year,
                   "max_year": max_year, "space": space}
         return [Recommendation(*r) for r in self._rows(sql.SIMILAR_ITEMS, params, item_id=item_id)]
 

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     reader_password: str | None = Field(
         None, repr=False, description="Password of the read-only analytics role rec_reader; unset = the one generated at the "
                           "first `recplatform up` (or migration) into state_dir/secrets/rec_reader.password.")
+    reader_statement_timeout: str = Field(
+        "30s", pattern=r"^[0-9]+ ?(ms|s|min|h|d)?$",
+        description="Default statement_timeout of rec_reader (e.g. 30s, 5min; 0 = none), applied with ALTER ROLE "
+                    "by `recplatform init`.")
+    reader_work_mem: str = Field(
+        "16MB", pattern=r"^[0-9]+ ?(kB|MB|GB)?$",
+        description="Default work_mem of rec_reader (memory per sort or hash), applied with ALTER ROLE by "
+                    "`recplatform init`.")
     log_level: str = Field("INFO", description="Python logging level.")
 
     _reader_password_from_file: bool = PrivateAttr(False)

@@ -100,7 +100,8 @@ def sql_functions() -> list:
 
 
 def migrate(settings: Settings | None = None, revision: str = "head") -> None:
-    """Upgrade the ``rec`` schema to ``revision`` (idempotent), then give the reader role its password."""
+    """Upgrade the ``rec`` schema to ``revision`` (idempotent), then give the reader role its password and its
+    session defaults (``RECPLATFORM_READER_STATEMENT_TIMEOUT``, ``RECPLATFORM_READER_WORK_MEM``)."""
     from alembic import command  # deferred: alembic
 
     settings = settings or get_settings()
@@ -109,10 +110,22 @@ def migrate(settings: Settings | None = None, revision: str = "head") -> None:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
             try:
                 set_role_password(conn, READER_ROLE, ensure_reader_password(settings))
+                set_reader_defaults(conn, settings)
                 conn.commit()
             except psycopg.errors.InsufficientPrivilege as exc:  # a role an administrator manages
                 conn.rollback()
-                log.warning("password of %s not set: %s", READER_ROLE, exc.diag.message_primary)
+                log.warning("password or defaults of %s not set: %s", READER_ROLE, exc.diag.message_primary)
+
+
+def set_reader_defaults(conn: psycopg.Connection, settings: Settings) -> None:
+    """The reader's session defaults: ``statement_timeout`` and ``work_mem`` from Settings (``ALTER ROLE ... SET``).
+
+    They bound what one analyst query costs by default; the grants, not these, are what keep the role read-only.
+    """
+    for name, value in (("statement_timeout", settings.reader_statement_timeout),
+                        ("work_mem", settings.reader_work_mem)):
+        conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(sql.Identifier(READER_ROLE), sql.Identifier(name),
+                                                                  sql.Literal(value.replace(" ", ""))))
 
 
 def set_role_password(conn: psycopg.Connection, role: str, password: str) -> None:

@@ -51,6 +51,8 @@ items = Table(
     Column("content_hash", Text, nullable=False),
     *_timestamps(),
     CheckConstraint("length(btrim(title)) > 0", name="items_title_not_empty"),
+    CheckConstraint("char_length(title) <= 1000", name="items_title_length"),  # input_limits.MAX_TITLE_LENGTH
+    CheckConstraint("description IS NULL OR char_length(description) <= 10000", name="items_description_length"),
 )
 Index("items_created_at", items.c.created_at)  # fresh items by age (exploration)
 
@@ -66,6 +68,10 @@ interactions = Table(
     UniqueConstraint("user_id", "item_id", "event_type", "occurred_at", name="interactions_event_key"),
     Index("interactions_user_seen", "user_id", "occurred_at", postgresql_include=["item_id", "rating", "weight"]),
     Index("interactions_item", "item_id"),
+    # recplatform.input_limits: a rating, when given, is in (0, 5]; a weight in (0, 1e6] (NaN fails both:
+    # Postgres orders NaN above every number).
+    CheckConstraint("rating IS NULL OR (rating > 0 AND rating <= 5)", name="interactions_rating_range"),
+    CheckConstraint("weight > 0 AND weight <= 1e6", name="interactions_weight_range"),
 )
 
 embedding_models = Table(

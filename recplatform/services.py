@@ -386,12 +386,17 @@ def _clear_stale_postmaster(settings: Settings) -> None:
 
 
 def ensure_database(settings: Settings) -> None:
-    """Create the configured database on the embedded server if it does not exist."""
+    """Create the configured database on the embedded server if it does not exist; no role but the superuser
+    may connect to ``postgres`` or ``template1``."""
     with psycopg.connect(settings.maintenance_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.database_name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.database_name)))
             log.info("created database %s", settings.database_name)
+        # Only the superuser may connect to the server's own databases; each platform database grants CONNECT to
+        # rec_reader itself (migration 0005), so the reader reaches nothing else.
+        for name in ("postgres", "template1"):
+            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
 
 
 def stop_postgres(settings: Settings) -> bool:

@@ -129,6 +129,23 @@ def test_explain(planted, client):
     (lambda c: c.recommend("u150", 5, strategy="magic"), InvalidRequestError, "strategy"),
     (lambda c: c.recommend("u150", 5, popularity_weight=3.0), InvalidRequestError, "popularity_weight"),
     (lambda c: c.recommend_for_profile(age=300), InvalidRequestError, "age"),
+    (lambda c: c.recommend_for_profile(gender="Q"), InvalidRequestError, "gender"),
+    (lambda c: c.recommend_for_profile(age=30, gender="male"), InvalidRequestError, "gender"),
+    (lambda c: c.recommend_for_profile(occupation="o" * 201), InvalidRequestError, "occupation"),
+    (lambda c: c.recommend_for_profile(zip_code="02\x00139"), InvalidRequestError, "zip_code"),
+    (lambda c: c.recommend("u1\x00"), InvalidRequestError, "user_id"),
+    (lambda c: c.recommend("u" * 257), InvalidRequestError, "user_id"),
+    (lambda c: c.similar_items("i\x003"), InvalidRequestError, "item_id"),
+    (lambda c: c.explain("u150", "i\x003"), InvalidRequestError, "item_id"),
+    (lambda c: c.recommend_for_vector(np.ones(64), exclude_user="u\x00"), InvalidRequestError, "exclude_user"),
+    (lambda c: c.recommend("u150", 5, genres=["Dra\x00ma"]), InvalidRequestError, "genres"),
+    (lambda c: c.similar_items("i3", 5, genres="Dra\x00ma"), InvalidRequestError, "genres"),
+    (lambda c: c.recommend("u150", 5, genres=[f"g{n}" for n in range(100_000)]), InvalidRequestError, "genres"),
+    (lambda c: c.recommend("u150", 5, genres=(f"g{n}" for n in range(10**12))), InvalidRequestError, "genres"),
+    (lambda c: c.recommend("u150", 5, genres=["g" * 201]), InvalidRequestError, "genres"),
+    (lambda c: c.recommend_for_vector(np.ones(1_000_000), 3), InvalidRequestError, "query"),
+    (lambda c: c.recommend_for_vector(np.zeros(64), 3), InvalidRequestError, "query"),
+    (lambda c: c.recommend_for_vector([float("nan")] * 64, 3), InvalidRequestError, "query"),
     (lambda c: c.recommend("nobody-here"), UnknownUserError, None),
     (lambda c: c.recommend("u1'; DROP TABLE rec.items; --"), UnknownUserError, None),
     (lambda c: c.similar_items("no-item"), UnknownItemError, None),
@@ -144,6 +161,24 @@ def test_errors(planted, client, call, error, argument):
         assert info.value.argument == argument and argument in str(info.value)
     assert sql_rows(settings, "SELECT count(*) FROM rec.items")[0][0] == len(dataset.items)
     assert client.recommend("u150", 2)  # the client's connection survives an error
+
+
+def test_a_hundred_genres_is_the_bound_and_allowed(client):
+    """rec.limits().max_genres (100) names pass; the filter keeps the items with any of them."""
+    genres = ["Drama"] + [f"not-a-genre-{n}" for n in range(99)]
+    assert client.recommend("u150", 3, genres=genres) == client.recommend("u150", 3, genres=["Drama"])
+
+
+def test_gender_q_is_refused_alike_by_ingestion_and_the_client(planted, client):
+    from recplatform.ingest import ValidationError, upsert_users
+
+    settings, _, _ = planted
+    with pytest.raises(ValidationError) as stored:
+        upsert_users([{"user_id": "q1", "gender": "Q"}], settings=settings)
+    with pytest.raises(InvalidRequestError) as served:
+        client.recommend_for_profile(gender="Q")
+    assert stored.value.field == served.value.argument == "gender"
+    assert "M, F, X" in str(stored.value) and "M, F, X" in str(served.value)
 
 
 def test_cli_commands(planted, monkeypatch):

@@ -75,6 +75,41 @@ def test_parse_errors_name_file_line_and_field(tmp_path, kwargs, file, line, fie
     assert file in str(err) and f"line {line}" in str(err) and repr(field) in str(err)
 
 
+@pytest.mark.parametrize("file, content, line, field", [
+    ("u.user", b"1|24|M|technician|85711\n2|25|F|\xe9crivain|94043\n", 2, "occupation"),
+    ("u.user", b"\xff1|24|M|technician|85711\n", 1, "user_id"),
+    ("u.data", b"1\t1\t5\t881250949\n1\t1\t4\t88125\xc3\xa90950\n", 2, "timestamp"),
+])
+def test_a_byte_that_is_not_ascii_names_file_line_and_field(tmp_path, file, content, line, field):
+    root = _ml100k(tmp_path / "ml")
+    (root / file).write_bytes(content)
+    with pytest.raises(ValidationError) as caught:
+        load_movielens(root)
+    err = caught.value
+    assert (err.source, err.row, err.field) == (str(root / file), line, field)
+    assert "is not ascii text" in err.reason
+
+
+def test_an_empty_ratings_file_is_refused_unless_allowed(tmp_path):
+    root = _ml100k(tmp_path / "ml", data="")
+    with pytest.raises(ValidationError, match="no rating") as caught:
+        load_movielens(root)
+    assert caught.value.source == str(root / "u.data") and caught.value.field == "interactions"
+    data = load_movielens(root, allow_empty=True)
+    assert len(data.interactions) == 0 and len(data.users) == 1 and len(data.items) == 1
+
+
+def test_load_movielens_cli_refuses_an_empty_ratings_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from recplatform.cli import app
+
+    root = _ml100k(tmp_path / "ml", data="\n")
+    result = CliRunner().invoke(app, ["load", "movielens", str(root), "--no-online", "--no-enqueue"])
+    assert result.exit_code == 1 and "no rating" in result.output and "--allow-empty" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_year_comes_from_the_title_else_the_release_date(tmp_path):
     root = _ml100k(tmp_path / "ml", items="1|Heat (1995)|15-Dec-1996|||0|0\n2|Untitled|4-Feb-1971|||1|0\n"
                                           "3|unknown||||1|0\n")
@@ -138,6 +173,42 @@ def test_synthetic_is_deterministic_per_seed():
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.truth == b.truth
     assert not a.interactions.equals(c.interactions) and not a.users.equals(c.users)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"n_users": 99999999999999999999}, "n_users"),
+    ({"n_users": 0}, "n_users"),
+    ({"n_users": 10**9, "n_items": 10**9}, "n_users"),
+    ({"n_items": 10**9}, "n_items"),
+    ({"n_items": 1}, "n_items"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"n_users": 2.5}, "n_users"),
+    ({"interactions_per_user": float("nan")}, "interactions_per_user"),
+    ({"noise": -1.0}, "noise"),
+])
+def test_synthetic_arguments_out_of_bounds_are_named(kwargs, field):
+    arguments = {"n_users": 10, "n_items": 5, "seed": 0} | kwargs
+    with pytest.raises(ValidationError) as caught:
+        generate_synthetic(arguments.pop("n_users"), arguments.pop("n_items"), **arguments)
+    assert caught.value.field == field and caught.value.source == "synthetic"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--users", "99999999999999999999"], "n_users"),
+    (["--seed", "-1"], "seed"),
+    (["--users", "1000000000", "--items", "1000000000"], "n_users"),
+    (["--users", "1e9"], "--users"),
+])
+def test_load_synthetic_cli_bounds_are_named_errors(args, words):
+    from typer.testing import CliRunner
+
+    from recplatform.cli import app
+
+    result = CliRunner().invoke(app, ["load", "synthetic", *args, "--no-online", "--no-enqueue"])
+    assert result.exit_code in (1, 2), result.output
+    assert words in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_synthetic_shape_and_values():

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
+import psycopg
 import pytest
 
 from recplatform import db
@@ -219,7 +220,22 @@ def test_synthetic_dataset_ingests(db_settings):
     ("items", [{"item_id": "i", "title": "T", "genres": ["Comedy", 3]}], 1, "genres", "list of non-empty"),
     ("items", [{"item_id": "i", "title": "T", "extra": {"f": object()}}], 1, "extra", "JSON"),
     ("items", [{"item_id": "i", "title": "T", "extra": "x"}], 1, "extra", "dict"),
-    ("interactions", [{"user_id": "u", "item_id": "i", "rating": 6}], 1, "rating", "between 0 and 5"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "rating": 6}], 1, "rating", "at most 5"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "rating": 0}], 1, "rating", "greater than 0"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "rating": -2}], 1, "rating", "greater than 0"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "weight": -1e300}], 1, "weight", "greater than 0"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "weight": -1}], 1, "weight", "greater than 0"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "weight": 0}], 1, "weight", "greater than 0"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "weight": 1e300}], 1, "weight", "at most 1e+06"),
+    ("interactions", [{"user_id": "u", "item_id": "i", "weight": float("inf")}], 1, "weight", "finite"),
+    ("users", [{"user_id": "u", "gender": "Q"}], 1, "gender", "M, F, X"),
+    ("users", [{"user_id": "u", "occupation": "o" * 201}], 1, "occupation", "200"),
+    ("items", [{"item_id": "i", "title": "T" * 1001}], 1, "title", "1,000 characters"),
+    ("items", [{"item_id": "i", "title": "T" * 1_000_000}], 1, "title", "1,000 characters"),
+    ("items", [{"item_id": "i", "title": "T", "description": "d" * 10_001}], 1, "description", "10,000"),
+    ("items", [{"item_id": "i", "title": "T", "genres": [f"g{n}" for n in range(101)]}], 1, "genres", "100 genres"),
+    ("items", [{"item_id": "i", "title": "T", "genres": ["g" * 201]}], 1, "genres", "200 characters"),
+    ("items", [{"item_id": "i", "title": "T", "genres": ["Dra\x00ma"]}], 1, "genres", "NUL"),
     ("interactions", [{"user_id": "u", "item_id": "i", "rating": float("inf")}], 1, "rating", "finite"),
     ("interactions", [{"user_id": "u", "item_id": "i", "rating": "5"}], 1, "rating", "number"),
     ("interactions", [{"user_id": "u", "item_id": "i", "occurred_at": "yesterday-ish"}], 1, "occurred_at", "time"),
@@ -233,6 +249,29 @@ def test_validation_names_row_field_and_value(table, rows, row, field, reason):
     err = caught.value
     assert (err.source, err.row, err.field) == ("feed.jsonl", row, field)
     assert reason in str(err) and "feed.jsonl" in str(err) and repr(field) in str(err)
+
+
+@pytest.mark.parametrize("statement, constraint", [
+    ("INSERT INTO rec.interactions (user_id, item_id, rating, weight) VALUES ('u', 'i', 0, 1)",
+     "interactions_rating_range"),
+    ("INSERT INTO rec.interactions (user_id, item_id, rating, weight) VALUES ('u', 'i', 3, -1e300)",
+     "interactions_weight_range"),
+    ("INSERT INTO rec.interactions (user_id, item_id, rating, weight) VALUES ('u', 'i', 3, 'NaN')",
+     "interactions_weight_range"),
+    ("INSERT INTO rec.interactions (user_id, item_id, rating, weight) VALUES ('u', 'i', 'NaN', 1)",
+     "interactions_rating_range"),
+    ("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('j', repeat('t', 1001), 'h')",
+     "items_title_length"),
+    ("INSERT INTO rec.items (item_id, title, description, content_hash) VALUES ('j', 't', repeat('d', 10001), 'h')",
+     "items_description_length"),
+])
+def test_check_constraints_refuse_what_validation_refuses(db_settings, statement, constraint):
+    with db.connect(db_settings) as conn:
+        conn.execute("INSERT INTO rec.users (user_id, content_hash) VALUES ('u', 'h')")
+        conn.execute("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('i', 'T', 'h')")
+        with pytest.raises(psycopg.errors.CheckViolation) as caught:
+            conn.execute(statement)
+        assert caught.value.diag.constraint_name == constraint
 
 
 def test_the_first_bad_row_is_reported_whatever_its_column():
@@ -273,7 +312,6 @@ def test_after_commit_steps_never_raise(caplog):
 
 def test_a_failure_in_the_last_statement_rolls_back_users_and_items_too(db_settings, monkeypatch):
     """Users and items are already upserted when the interactions statement fails: one transaction undoes all."""
-    import psycopg
 
     from recplatform.ingest import write as ingest_module
 

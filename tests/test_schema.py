@@ -1,6 +1,7 @@
 """The rec schema: migrations up and down, per-space HNSW indexes, dimension checks, the read-only role."""
 
 import psycopg
+from psycopg import sql
 import pytest
 from alembic.script import ScriptDirectory
 
@@ -41,22 +42,89 @@ def test_space_gets_typed_hnsw_index_and_rejects_wrong_dimension(db_settings):
         assert left.fetchone()[0] == 0
 
 
-def test_rec_reader_can_read_but_not_write(db_settings):
+LIFT_READ_ONLY = ("SET default_transaction_read_only = off", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+DENIED = [
+    "INSERT INTO rec.items (item_id, title, content_hash) VALUES ('x', 'B', 'h')",
+    "UPDATE rec.items SET title = 'B'",
+    "DELETE FROM rec.items",
+    "TRUNCATE rec.interactions",
+    "ALTER TABLE rec.items ADD COLUMN evil int",
+    "CREATE TABLE public.evil (x int)",
+    "CREATE TABLE rec.evil (x int)",
+    "CREATE TEMP TABLE evil (x int)",
+    "CREATE SCHEMA evil",
+    "CREATE FUNCTION rec.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "SELECT nextval('rec.interactions_interaction_id_seq')",
+    "SELECT * FROM public.alembic_version",
+    "SELECT rec.refresh_item_priors()",
+]
+
+
+def _reader(settings, dbname=None):
+    url = settings.reader_url if dbname is None else settings.reader_url.replace(
+        f"/{settings.database_name}", f"/{dbname}", 1)
+    return psycopg.connect(url, autocommit=True)
+
+
+@pytest.mark.parametrize("statement", DENIED)
+def test_rec_reader_writes_are_denied_by_privileges_whatever_the_session_sets(db_settings, statement):
     with db.connect(db_settings) as conn:
         conn.execute("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('i1', 'A', 'h')")
         conn.commit()
-    reader_url = db_settings.postgres_url.replace("postgres@", "rec_reader@")
-    with psycopg.connect(reader_url, autocommit=True) as conn:
+    with _reader(db_settings) as conn:
+        for lift in LIFT_READ_ONLY:
+            conn.execute(lift)
+        # The role may even change its own default: only the grants stand between it and a write.
+        conn.execute(sql.SQL("ALTER ROLE rec_reader IN DATABASE {} SET default_transaction_read_only = off")
+                     .format(sql.Identifier(db_settings.database_name)))
+    with _reader(db_settings) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
         assert conn.execute("SELECT title FROM rec.items").fetchall() == [("A",)]
-        for statement in ("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('x', 'B', 'h')",
-                          "UPDATE rec.items SET title = 'B'",
-                          "DELETE FROM rec.items",
-                          "CREATE TABLE public.evil (x int)",
-                          "CREATE TABLE rec.evil (x int)"):
-            with pytest.raises(psycopg.Error):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+        with conn.transaction():  # inside an explicit read-write transaction too
+            conn.execute("SET TRANSACTION READ WRITE")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
-        with pytest.raises(psycopg.Error):
-            conn.execute("SELECT * FROM public.alembic_version")
+    with db.connect(db_settings) as conn:
+        assert conn.execute("SELECT item_id, title FROM rec.items").fetchall() == [("i1", "A")]
+
+
+def test_rec_reader_connects_only_to_the_platform_database(db_settings):
+    for other in ("postgres", "template1"):
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            _reader(db_settings, other)
+    with _reader(db_settings) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (db_settings.database_name,)
+
+
+def test_rec_reader_session_defaults_come_from_settings(db_settings):
+    with _reader(db_settings) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+        assert conn.execute("SHOW work_mem").fetchone() == ("16MB",)
+    tuned = db_settings.model_copy(update={"reader_statement_timeout": "5min", "reader_work_mem": "8MB"})
+    try:
+        db.migrate(tuned)
+        with _reader(db_settings) as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("5min",)
+            assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SET statement_timeout = '50ms'; SELECT pg_sleep(5)")
+    finally:
+        db.migrate(db_settings)
+
+
+def test_reader_settings_are_checked(monkeypatch):
+    from pydantic import ValidationError as SettingsError
+
+    from recplatform.config import Settings
+
+    for name, value in (("RECPLATFORM_READER_STATEMENT_TIMEOUT", "30s; DROP ROLE x"),
+                        ("RECPLATFORM_READER_WORK_MEM", "lots")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingsError):
+            Settings()
+        monkeypatch.delenv(name)
 
 
 def test_cold_start_default_is_the_evaluated_best_and_downgrades(db_settings):

@@ -65,18 +65,20 @@ def load_movielens_command(
                                           "or ml-1m layout (users.dat, movies.dat, ratings.dat)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+    allow_empty: bool = typer.Option(False, "--allow-empty",
+                                     help="Load even when the ratings file has no rating (refused otherwise)."),
 ) -> None:
     """Load MovieLens (ml-100k or ml-1m) from GroupLens' files; re-loading the same files changes nothing."""
     from recplatform.datasets import load_movielens  # deferred: pandas
 
-    _load(lambda: load_movielens(path), str(path), online, enqueue)
+    _load(lambda: load_movielens(path, allow_empty=allow_empty), str(path), online, enqueue)
 
 
 @load_app.command("synthetic")
 def load_synthetic_command(
-    users: int = typer.Option(1000, "--users", min=1, help="Number of users."),
-    items: int = typer.Option(500, "--items", min=2, help="Number of items."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    users: int = typer.Option(1000, "--users", min=1, help="Number of users (1 to 1,000,000)."),
+    items: int = typer.Option(500, "--items", min=2, help="Number of items (2 to 100,000)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed, 0 to 2**32-1 (same seed, same data)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
 ) -> None:

@@ -13,6 +13,10 @@ Decisions on the data's quirks (see ``../shared/data/ml-100k/README.md``):
   year None; the 18 titles that appear under two ids keep both ids (ratings are split between them);
 - ml-1m: ``age`` is the file's age-band code (1 = under 18, 18 = 18-24, 25, 35, 45, 50, 56 = 56+) and the
   occupation code is mapped to its name from the ml-1m README;
+- every file is decoded line by line (u.user and u.data as ASCII, u.item and the ml-1m files as latin-1); a byte
+  that does not decode is a ValidationError naming the file, the line and the field it is in;
+- a ratings file with no rating is refused unless ``allow_empty=True`` (``recplatform load movielens
+  --allow-empty``);
 - ratings become float ratings with weight 1.0, event type ``rating``, ``occurred_at`` the unix timestamp in UTC.
 
 A malformed line raises :class:`recplatform.ingest.ValidationError` naming the file, the line and the field.
@@ -45,25 +49,41 @@ ML1M_OCCUPATIONS = {
 _TITLE_YEAR = re.compile(r"\((\d{4})\)")
 
 
-def load_movielens(path: str | Path) -> Dataset:
-    """Read a MovieLens directory (ml-100k raw layout or ml-1m ``::`` layout) into a :class:`Dataset`."""
+def load_movielens(path: str | Path, *, allow_empty: bool = False) -> Dataset:
+    """Read a MovieLens directory (ml-100k raw layout or ml-1m ``::`` layout) into a :class:`Dataset`.
+
+    A ratings file with no rating is refused (a ValidationError naming the file) unless ``allow_empty``: an
+    empty ``u.data`` is far more often a failed download or copy than an intended load of users and items only.
+    """
     root = Path(path).expanduser()
     if (root / "u.data").exists():
-        return _load_100k(root)
-    if (root / "ratings.dat").exists():
-        return _load_1m(root)
-    raise FileNotFoundError(
-        f"{root}: not a MovieLens directory (expected u.user/u.item/u.data of ml-100k "
-        f"or users.dat/movies.dat/ratings.dat of ml-1m)")
+        dataset = _load_100k(root)
+    elif (root / "ratings.dat").exists():
+        dataset = _load_1m(root)
+    else:
+        raise FileNotFoundError(
+            f"{root}: not a MovieLens directory (expected u.user/u.item/u.data of ml-100k "
+            f"or users.dat/movies.dat/ratings.dat of ml-1m)")
+    if not allow_empty and len(dataset.interactions) == 0:
+        ratings = root / ("u.data" if (root / "u.data").exists() else "ratings.dat")
+        raise ValidationError(str(ratings), None, "interactions", 0,
+                              "the ratings file has no rating (pass allow_empty=True / --allow-empty to load "
+                              "users and items only)", is_file=True)
+    return dataset
 
 
 # ----- helpers ------------------------------------------------------------------------------------
 def _rows(path: Path, sep: str, names: list[str], encoding: str = "ascii") -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) for each non-empty line; a wrong field count names the first missing field."""
+    """(line number, fields) for each non-empty line; a wrong field count names the first missing field, a byte
+    the encoding cannot decode names the field it is in."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
-    with open(path, encoding=encoding, newline="") as handle:
-        for lineno, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise _undecodable(path, lineno, raw, sep, names, encoding, exc) from None
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -74,6 +94,16 @@ def _rows(path: Path, sep: str, names: list[str], encoding: str = "ascii") -> It
                     str(path), lineno, field, line,
                     f"expected {len(names)} fields separated by {sep!r}, found {len(fields)}", is_file=True)
             yield lineno, fields
+
+
+def _undecodable(path: Path, lineno: int, raw: bytes, sep: str, names: list[str], encoding: str,
+                 exc: UnicodeDecodeError) -> ValidationError:
+    """The ValidationError for a line with a byte ``encoding`` cannot decode: the field holding that byte."""
+    index = raw[:exc.start].count(sep.encode("ascii"))
+    field = names[index] if index < len(names) else f"field {index + 1}"
+    return ValidationError(str(path), lineno, field, raw.rstrip(b"\r\n"),
+                           f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not {encoding} text",
+                           is_file=True)
 
 
 def _int(path: Path, lineno: int, field: str, text: str) -> int:

@@ -15,6 +15,11 @@ The generative story, all driven by one ``numpy.random.Generator(seed)``:
    preference over the item's genres, relative to uniform), by Gumbel top-k sampling; ratings 1-5 rise with
    the user's affinity relative to their other picks and with item quality; timestamps are spread over 2020-2021 (UTC).
 
+Bounds (a :class:`recplatform.ingest.ValidationError` naming the argument otherwise): ``n_users`` 1 to
+``MAX_USERS`` (1,000,000), ``n_items`` 2 to ``MAX_ITEMS`` (100,000), ``seed`` 0 to ``MAX_SEED`` (2**32 - 1),
+and finite, positive shape parameters. Memory stays bounded: users are drawn in blocks of at most
+``_BLOCK_CELLS`` user x item scores.
+
 So demographics really predict taste: a model that knows only a user's segment can rank genres (and thus
 items) better than popularity alone, and tests can check it against ``truth``.
 """
@@ -28,6 +33,12 @@ import numpy as np
 import pandas as pd
 
 from recplatform.datasets import Dataset
+from recplatform.ingest import ValidationError
+
+MAX_USERS = 1_000_000
+MAX_ITEMS = 100_000
+MAX_SEED = 2**32 - 1
+_BLOCK_CELLS = 2**24  # user x item scores per block: 2048 users up to 8,192 items, fewer users beyond
 
 GENRES = [
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -84,12 +95,38 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def _bad(field: str, value: object, reason: str) -> ValidationError:
+    return ValidationError("synthetic", None, field, value, reason)
+
+
+def _check_integer(field: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _bad(field, value, "must be an integer")
+    if not low <= int(value) <= high:
+        raise _bad(field, value, f"must be between {low:,} and {high:,}")
+
+
+def _check_arguments(n_users: object, n_items: object, seed: object, **shape: object) -> None:
+    """Every argument of :func:`generate_synthetic` within its documented bounds, or a named ValidationError."""
+    _check_integer("n_users", n_users, 1, MAX_USERS)
+    _check_integer("n_items", n_items, 2, MAX_ITEMS)
+    _check_integer("seed", seed, 0, MAX_SEED)
+    _check_integer("min_interactions", shape.pop("min_interactions"), 1, MAX_ITEMS)
+    for field, value in shape.items():
+        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+                or not np.isfinite(float(value)) or float(value) < 0 or float(value) > 1e6):
+            raise _bad(field, value, "must be a finite number between 0 and 1e6")
+    if float(shape["interactions_per_user"]) <= 0:
+        raise _bad("interactions_per_user", shape["interactions_per_user"], "must be greater than 0")
+
+
 def generate_synthetic(n_users: int, n_items: int, seed: int = 0, *, interactions_per_user: float = 30.0,
                        min_interactions: int = 5, signal: float = 1.0, noise: float = 0.5,
                        taste_strength: float = 2.0, popularity_exponent: float = 0.9) -> Dataset:
     """Generate users, items and interactions with planted demographic -> genre taste; deterministic per seed."""
-    if n_users < 1 or n_items < 2:
-        raise ValueError("need at least 1 user and 2 items")
+    _check_arguments(n_users, n_items, seed, interactions_per_user=interactions_per_user,
+                     min_interactions=min_interactions, signal=signal, noise=noise, taste_strength=taste_strength,
+                     popularity_exponent=popularity_exponent)
     rng = np.random.default_rng(seed)
     n_genres = len(GENRES)
 
@@ -157,7 +194,7 @@ def generate_synthetic(n_users: int, n_items: int, seed: int = 0, *, interaction
     start_days = rng.uniform(0, 365, n_users)
     base = pd.Timestamp("2020-01-01", tz="UTC").value // 10**9
     u_parts, i_parts, r_parts, t_parts = [], [], [], []
-    block = 2048
+    block = max(1, min(2048, _BLOCK_CELLS // n_items))
     for lo in range(0, n_users, block):
         hi = min(lo + block, n_users)
         affinity = (user_pref[lo:hi] @ genre_share.T) * n_genres  # 1.0 = indifferent

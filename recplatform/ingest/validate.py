@@ -7,12 +7,17 @@ Accepted values (None, NaN and pd.NA mean "not given"):
 
 - ids (user_id, item_id): non-empty strings of at most 256 characters (Python ints are turned into strings);
 - age: integer 0-120 or None; gender: one of ``GENDERS`` (M = male, F = female, X = other / non-binary) or None;
-  occupation, zip_code, description: strings or None (blank strings become None);
-- title: non-empty string (surrounding whitespace is stripped); year: integer 1800-2100 or None;
-  genres: a list of non-empty strings (None = []); extra: a JSON-serialisable dict (None = {});
-- rating: number 0-5 or None; weight: finite number (default 1.0); event_type: non-empty string of at most
+  occupation, zip_code: strings of at most 200 characters or None; description: a string of at most 10,000
+  characters or None (blank strings become None);
+- title: non-empty string of at most 1,000 characters (surrounding whitespace is stripped); year: integer
+  1800-2100 or None; genres: a list of at most 100 non-empty strings of at most 200 characters (None = []);
+  extra: a JSON-serialisable dict (None = {});
+- rating: number with 0 < rating <= 5, or None (0 is refused: a zero strength gives the user no taste);
+  weight: finite number with 0 < weight <= 1e6 (default 1.0); event_type: non-empty string of at most
   64 characters (default ``rating`` when a rating is given, else ``interaction``); occurred_at: datetime,
   pandas Timestamp, ISO string or unix seconds (naive times are UTC; default: the time of the call).
+- No string may contain a NUL character (Postgres text cannot hold one). The bounds live in
+  :mod:`recplatform.input_limits`.
 - Unknown columns are an error (a typo must not drop data silently); columns starting with ``_`` are ignored.
 """
 
@@ -29,13 +34,10 @@ import numpy as np
 import pandas as pd
 
 from recplatform.content import is_null
+from recplatform.input_limits import (AGE_RANGE, GENDERS, MAX_DESCRIPTION_LENGTH, MAX_EVENT_TYPE_LENGTH,
+                                     MAX_GENRES_PER_ITEM, MAX_ID_LENGTH, MAX_SHORT_TEXT_LENGTH, MAX_TITLE_LENGTH,
+                                     MAX_WEIGHT, RATING_RANGE, YEAR_RANGE)
 
-GENDERS = ("M", "F", "X")
-AGE_RANGE = (0, 120)
-YEAR_RANGE = (1800, 2100)
-RATING_RANGE = (0.0, 5.0)
-MAX_ID_LENGTH = 256
-MAX_EVENT_TYPE_LENGTH = 64
 
 
 class ValidationError(ValueError):
@@ -95,13 +97,19 @@ def _integer(value: Any, low: int, high: int) -> int | None:
     return number
 
 
-def _optional_text(value: Any) -> str | None:
+def _optional_text(value: Any, max_length: int = MAX_SHORT_TEXT_LENGTH) -> str | None:
     if is_null(value):
         return None
     if not isinstance(value, str):
         raise _Bad("must be a string")
     value = value.strip()
+    if len(value) > max_length:
+        raise _Bad(f"longer than {max_length:,} characters")
     return _text(value) if value else None
+
+
+def _description(value: Any) -> str | None:
+    return _optional_text(value, MAX_DESCRIPTION_LENGTH)
 
 
 def _gender(value: Any) -> str | None:
@@ -114,6 +122,8 @@ def _gender(value: Any) -> str | None:
 def _title(value: Any) -> str:
     if is_null(value) or not isinstance(value, str) or not value.strip():
         raise _Bad("must be a non-empty string")
+    if len(value.strip()) > MAX_TITLE_LENGTH:
+        raise _Bad(f"longer than {MAX_TITLE_LENGTH:,} characters")
     return _text(value.strip())
 
 
@@ -123,9 +133,13 @@ def _genres(value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
         raise _Bad("must be a list of strings")
     out = []
+    if len(value) > MAX_GENRES_PER_ITEM:
+        raise _Bad(f"more than {MAX_GENRES_PER_ITEM} genres")
     for genre in list(value):
         if not isinstance(genre, str) or not genre.strip():
             raise _Bad("must be a list of non-empty strings")
+        if len(genre.strip()) > MAX_SHORT_TEXT_LENGTH:
+            raise _Bad(f"a genre name is longer than {MAX_SHORT_TEXT_LENGTH} characters")
         out.append(_text(genre.strip()))
     return out
 
@@ -157,13 +171,18 @@ def _rating(value: Any) -> float | None:
     if is_null(value):
         return None
     number = _number(value)
-    if not RATING_RANGE[0] <= number <= RATING_RANGE[1]:
-        raise _Bad(f"must be between {RATING_RANGE[0]:g} and {RATING_RANGE[1]:g}")
+    if not RATING_RANGE[0] < number <= RATING_RANGE[1]:
+        raise _Bad(f"must be greater than {RATING_RANGE[0]:g} and at most {RATING_RANGE[1]:g}")
     return number
 
 
 def _weight(value: Any) -> float:
-    return 1.0 if is_null(value) else _number(value)
+    if is_null(value):
+        return 1.0
+    number = _number(value)
+    if not 0 < number <= MAX_WEIGHT:
+        raise _Bad(f"must be greater than 0 and at most {MAX_WEIGHT:g}")
+    return number
 
 
 def _event_type(value: Any) -> str | None:
@@ -214,7 +233,7 @@ SPECS = {
     }, ("user_id",), ("user_id",)),
     "items": Spec("items", {
         "item_id": _entity_id, "title": _title, "year": lambda v: _integer(v, *YEAR_RANGE), "genres": _genres,
-        "description": _optional_text, "extra": _extra,
+        "description": _description, "extra": _extra,
     }, ("item_id", "title"), ("item_id",)),
     "interactions": Spec("interactions", {
         "user_id": _entity_id, "item_id": _entity_id, "rating": _rating, "weight": _weight,

@@ -23,6 +23,7 @@ class Limits:
     min_year: int
     max_year: int
     max_genre_length: int
+    max_genres: int  # genre names in one request's filter
     strategies: tuple[str, ...]  # every strategy rec.recommend accepts, in rec.strategies.position order
     cold_strategies: tuple[str, ...]  # those that serve a user with no history (rec.strategies.serves_cold)
 
@@ -33,9 +34,9 @@ _lock = threading.Lock()
 
 def read_limits(conn: psycopg.Connection) -> Limits:
     """The limits and strategies from the database behind ``conn`` (no cache)."""
-    max_k, min_year, max_year, max_genre_length = conn.execute(sql.LIMITS).fetchone()
+    max_k, min_year, max_year, max_genre_length, max_genres = conn.execute(sql.LIMITS).fetchone()
     strategies = conn.execute(sql.STRATEGIES).fetchall()
-    return Limits(max_k, min_year, max_year, max_genre_length, tuple(name for name, _ in strategies),
+    return Limits(max_k, min_year, max_year, max_genre_length, max_genres, tuple(name for name, _ in strategies),
                   tuple(name for name, serves_cold in strategies if serves_cold))
 
 

@@ -160,5 +160,5 @@ WHERE kind = 'content' AND is_active
 """
 
 # ----- limits and strategies (recplatform.retrieval.limits) --------------------------------------------
-LIMITS = "SELECT max_k, min_year, max_year, max_genre_length FROM rec.limits()"
+LIMITS = "SELECT max_k, min_year, max_year, max_genre_length, max_genres FROM rec.limits()"
 STRATEGIES = "SELECT name, serves_cold FROM rec.strategies ORDER BY position"

@@ -15,6 +15,10 @@ BEGIN
             RAISE EXCEPTION 'genres must be a non-empty one-dimensional list of genre names (NULL for no filter)'
                 USING ERRCODE = '22023', COLUMN = 'genres';
         END IF;
+        IF cardinality(p_genres) > v_limit.max_genres THEN
+            RAISE EXCEPTION 'genres has % names; at most % are allowed', cardinality(p_genres), v_limit.max_genres
+                USING ERRCODE = '22023', COLUMN = 'genres';
+        END IF;
         IF EXISTS (SELECT 1 FROM unnest(p_genres) g
                    WHERE g IS NULL OR btrim(g) = '' OR length(g) > v_limit.max_genre_length) THEN
             RAISE EXCEPTION 'genres contains an empty, NULL or over-long genre name: %', p_genres

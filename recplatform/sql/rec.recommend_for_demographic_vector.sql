@@ -13,6 +13,10 @@ DECLARE
 BEGIN
     PERFORM rec._check_request($2, $4, $5, $6, v_strategy);
     PERFORM rec._check_weight($7);
+    IF $1 IS NOT NULL AND NOT (vector_norm($1) > 0 AND vector_norm($1) < 'Infinity'::double precision) THEN
+        RAISE EXCEPTION 'demographic must be a vector with a finite, non-zero length (NULL for popularity)'
+            USING ERRCODE = '22023', COLUMN = 'demographic';
+    END IF;
     IF $1 IS NOT NULL AND v_content IS NOT NULL THEN
         SELECT m.dimension INTO v_dim FROM rec.embedding_models m WHERE m.space_id = v_content;
         IF vector_dims($1) <> v_dim THEN

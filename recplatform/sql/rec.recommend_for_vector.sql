@@ -9,6 +9,10 @@ DECLARE
     v_seen text[] := '{}';
 BEGIN
     PERFORM rec._check_request($2, $3, $4, $5, NULL);
+    IF $1 IS NULL OR NOT (vector_norm($1) > 0 AND vector_norm($1) < 'Infinity'::double precision) THEN
+        RAISE EXCEPTION 'query must be a vector with a finite, non-zero length (cosine similarity is undefined '
+                        'for a zero vector)' USING ERRCODE = '22023', COLUMN = 'query';
+    END IF;
     IF $6 IS NULL OR $6 NOT IN ('content', 'collaborative') THEN
         RAISE EXCEPTION 'space must be content or collaborative, got %', quote_nullable($6)
             USING ERRCODE = '22023', COLUMN = 'space';
