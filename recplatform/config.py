@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         None, description="Where retrieval reads go (a streaming replica of the database); unset = the replica "
                           "`recplatform up --replica` started, else the primary.")
     broker_url: str | None = Field(None, description="External Celery broker (redis:// or amqp://); unset = embedded Redis.")
+    result_backend_url: str | None = Field(
+        None, description="Celery result backend of the public task API (docs/tasks.md); unset = derived from the broker: "
+                          "Redis -> the same Redis, database 1; AMQP -> rpc://.")
+    result_expires_seconds: int = Field(86400, ge=60, description="How long task API results are kept in the backend.")
     database_name: str = Field("recplatform", description="Database created on the embedded server.")
     pg_port: int | None = Field(None, description="Also listen on 127.0.0.1:PORT (embedded Postgres); off unless set.")
     pg_shared_buffers: str | None = Field(
@@ -215,6 +219,13 @@ class Settings(BaseSettings):
     def celery_broker_url(self) -> str:
         return self.broker_url or f"redis+socket://{self.redis_socket}"
 
+    @property
+    def celery_result_backend(self) -> str:
+        """Where task API results go: ``result_backend_url``, else the broker's Redis in database 1, else ``rpc://``."""
+        if self.result_backend_url:
+            return self.result_backend_url
+        return result_backend_for(self.celery_broker_url)
+
     def postgres_parts(self) -> dict[str, str]:
         """Host, port, database, user and password of the database, for tools (Feast) that want them apart."""
         parsed = urlsplit(self.postgres_url)
@@ -254,6 +265,19 @@ def _libpq_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix):]
     return url
+
+
+def result_backend_for(broker_url: str) -> str:
+    """The result backend that lives beside a broker: a Redis broker's server with database 1 (the socket or the
+    host and port, credentials kept), or ``rpc://`` (replies over the same AMQP connection) for RabbitMQ."""
+    parts = urlsplit(broker_url)
+    scheme = parts.scheme.lower()
+    if scheme in ("redis+socket", "socket"):
+        return f"redis+socket://{parts.path}?virtual_host=1"
+    if scheme in ("redis", "rediss"):
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("virtual_host="))
+        return urlunsplit((scheme, parts.netloc, "/1", query, ""))
+    return "rpc://"
 
 
 @lru_cache(maxsize=1)

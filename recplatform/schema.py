@@ -199,3 +199,36 @@ coldstart_map_rows = Table(
     Column("weights", Vector(), nullable=False),
     Column("bias", Float, nullable=False, server_default=text("0")),
 )
+
+# ----- batch recommendations (recplatform.batch; the task API's recommend_batch) -------------------------------
+batch_runs = Table(
+    "batch_runs", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("status", Text, nullable=False, server_default=text("'running'")),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("total", Integer, nullable=False, server_default=text("0")),
+    Column("done", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('running', 'done')", name="batch_runs_status_check"),
+    CheckConstraint("done BETWEEN 0 AND total", name="batch_runs_done_check"),
+)
+
+# The users of a run, fixed when the run is created (a segment is resolved once); done_at marks the written ones.
+batch_run_users = Table(
+    "batch_run_users", metadata,
+    Column("run_id", Text, ForeignKey("rec.batch_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Text, primary_key=True),
+    Column("done_at", DateTime(timezone=True)),
+)
+
+batch_recommendations = Table(
+    "batch_recommendations", metadata,
+    Column("run_id", Text, ForeignKey("rec.batch_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Text, primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("item_id", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

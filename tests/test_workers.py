@@ -65,8 +65,8 @@ def _redis_url(services_settings: Settings) -> str:
 class Worker:
     """A real ``celery worker`` subprocess (solo pool) for one database, model and broker."""
 
-    def __init__(self, settings: Settings, model: str, log_dir: Path, tag: str):
-        self.settings, self.model = settings, model
+    def __init__(self, settings: Settings, model: str, log_dir: Path, tag: str, queues: str = "embed,default"):
+        self.settings, self.model, self.queues = settings, model, queues
         self.log = log_dir / f"worker-{tag}-{next(_names)}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -81,7 +81,7 @@ class Worker:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "recplatform.workers.app:celery_app", "worker",
-                 "-Q", "embed,default", "-P", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                 "-Q", self.queues, "-P", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
                  "-n", f"test-{self.log.stem}@%h"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -128,8 +128,8 @@ class Worker:
 def start_worker(tmp_path):
     started: list[Worker] = []
 
-    def _start(settings: Settings, model: str = "hashing:64", tag: str = "w") -> Worker:
-        worker = Worker(settings, model, tmp_path, tag).start()
+    def _start(settings: Settings, model: str = "hashing:64", tag: str = "w", queues: str = "embed,default") -> Worker:
+        worker = Worker(settings, model, tmp_path, tag, queues).start()
         started.append(worker)
         return worker
 

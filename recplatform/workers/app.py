@@ -1,7 +1,8 @@
 """The Celery app ``celery_app``: JSON only, late acks, prefetch 1, two queues (``embed`` for model work,
 ``default`` for light work), time limits, and a beat schedule that runs ``reconcile``.
 
-The broker comes from ``Settings.celery_broker_url`` (embedded Redis over its unix socket by default,
+The public task API's results go to ``Settings.celery_result_backend`` (the same Redis, database 1; or
+``rpc://`` with RabbitMQ). The broker comes from ``Settings.celery_broker_url`` (embedded Redis over its unix socket by default,
 ``redis+socket:///…/redis.sock``; any Redis or RabbitMQ URL via ``RECPLATFORM_BROKER_URL``). Heavy state
 (the encoder, Feast's FeatureStore) is created per worker *process*, after the fork: in
 ``worker_process_init`` for prefork children, in ``worker_ready`` for solo/threads pools. Beat is single:
@@ -48,19 +49,29 @@ ROUTES = {
     "recplatform.train_collaborative_space": {"queue": DEFAULT_QUEUE},
     "recplatform.train_if_due": {"queue": DEFAULT_QUEUE},
     "recplatform.reconcile": {"queue": DEFAULT_QUEUE},
+    # the public task API (docs/tasks.md): light database work, never behind a backfill on the embed queue
+    "recplatform.ingest_events": {"queue": DEFAULT_QUEUE},
+    "recplatform.recommend": {"queue": DEFAULT_QUEUE},
+    "recplatform.recommend_batch": {"queue": DEFAULT_QUEUE},
+    "recplatform.recommend_batch_chunk": {"queue": DEFAULT_QUEUE},
 }
 
 
 def make_app(settings: Settings, *, name: str = "recplatform") -> Celery:
     """A Celery app configured for ``settings`` (its broker, its state directory)."""
-    app = Celery(name, broker=settings.celery_broker_url, include=["recplatform.workers.tasks"])
+    app = Celery(name, broker=settings.celery_broker_url, backend=settings.celery_result_backend,
+                 include=["recplatform.workers.tasks"])
     app.conf.update(
         # JSON only: a message is data, never code.
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         event_serializer="json",
-        task_ignore_result=True,  # results live in Postgres; nothing waits on a Celery result
+        # Internal tasks keep their results in Postgres; the task API's tasks (docs/tasks.md) store theirs in
+        # the result backend beside the broker (``Settings.celery_result_backend``) for result_expires.
+        task_ignore_result=True,
+        result_expires=timedelta(seconds=settings.result_expires_seconds),
+        result_extended=False,
         # A message is acknowledged after the task finished; a worker that dies gives it back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -1,5 +1,7 @@
 """The Celery tasks: embed items / users, refresh collaborative taste vectors, train the collaborative
-space, and ``reconcile`` (find what lacks a vector and enqueue it).
+space, ``reconcile`` (find what lacks a vector and enqueue it), and the public task API that other services
+call by name (``ingest_events``, ``recommend``, ``recommend_batch``; contract in docs/tasks.md, work in
+:mod:`recplatform.workers.api`).
 
 Every task is idempotent (the upsert skips entities whose current content hash already has a vector),
 so a redelivered or duplicated message costs a query and writes nothing. Database and broker errors
@@ -21,6 +23,7 @@ from recplatform.retrieval.taste import refresh_user_taste as refresh
 from recplatform.retrieval.training import TrainingInProgressError
 from recplatform.retrieval.training import train_collaborative_space as train_space
 from recplatform.retrieval.training import train_if_due as train_when_due
+from recplatform.workers import api
 from recplatform.workers.app import celery_app
 from recplatform.workers.enqueue import reconcile_spaces
 
@@ -91,6 +94,41 @@ def reconcile(force: bool = False) -> dict:
     """Enqueue every entity whose current content hash has no vector in the active (or building) content
     space, and switch to a building space once it is full. Run by beat and by ``recplatform embed``."""
     return reconcile_spaces(get_settings(), force=force).as_dict()
+
+
+# ----- the public task API (docs/tasks.md): results are stored, callers' mistakes are returned, not raised -----
+PUBLIC = {**RETRYING, "ignore_result": False, "soft_time_limit": 240, "time_limit": 300}
+
+
+@celery_app.task(name="recplatform.ingest_events", **PUBLIC)
+def ingest_events(users: list | None = None, items: list | None = None, interactions: list | None = None) -> dict:
+    """Users, items and interactions as JSON rows: validated, written all or nothing, then fanned out."""
+    return api.ingest_events(get_settings(), users, items, interactions)
+
+
+@celery_app.task(name="recplatform.recommend", **PUBLIC)
+def recommend(**kwargs) -> dict:
+    """``rec.recommend`` for one user: the same arguments, the same rows as JSON objects."""
+    unknown = sorted(set(kwargs) - set(api.RECOMMEND_ARGUMENTS))
+    if unknown:
+        return api.error("invalid_argument", unknown[0], f"unknown argument (expected {', '.join(api.RECOMMEND_ARGUMENTS)})")
+    return api.recommend(get_settings(), **kwargs)
+
+
+@celery_app.task(name="recplatform.recommend_batch", **PUBLIC)
+def recommend_batch(run_id: str | None = None, user_ids: list | None = None, segment: dict | None = None,
+                    **params) -> dict:
+    """Create or resume a batch run and enqueue its chunks (``recommend_batch_chunk``, 500 users each)."""
+    result, chunks = api.start_batch(get_settings(), run_id, user_ids, segment, **params)
+    for chunk in chunks:
+        recommend_batch_chunk.apply_async(args=[result["run_id"], chunk], queue="default")
+    return result
+
+
+@celery_app.task(name="recplatform.recommend_batch_chunk", **RETRYING)
+def recommend_batch_chunk(run_id: str, user_ids: list[str]) -> dict:
+    """Write one chunk of a batch run (the users of it not written yet) and advance the run's progress."""
+    return api.batch_chunk(get_settings(), run_id, user_ids)
 
 
 def _summary(value):
