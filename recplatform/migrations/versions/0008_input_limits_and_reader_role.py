@@ -1,7 +1,7 @@
 """input limits as CHECK constraints and request limits; rec_reader read-only by its privileges
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-29
 
 * CHECK constraints repeating ingestion's bounds (``recplatform.input_limits``), so a write that skips
@@ -24,8 +24,8 @@ The function definitions below are frozen copies of the files at this revision (
 from alembic import op
 from alembic_utils.pg_function import PGFunction
 
-revision = "0005"
-down_revision = "0004"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
