@@ -92,6 +92,20 @@ class Factors:
 
 
 # ----- sparse layout ---------------------------------------------------------------------------------
+def strengths(user_idx: np.ndarray, ratings: np.ndarray, weights: np.ndarray, occurred: np.ndarray,
+              params: CollaborativeParams) -> np.ndarray:
+    """Per-event strength in numpy: weight × rating/rating_max × 2^(-Δt/half_life), Δt from the user's latest event.
+
+    The same formula as the SQL aggregation in :mod:`.storage` (used where the events are already in memory, e.g.
+    tuning's validation split). ``occurred`` is seconds since the epoch; ``ratings`` uses NaN for "no rating".
+    """
+    latest = np.full(user_idx.max() + 1 if len(user_idx) else 0, -np.inf)
+    np.maximum.at(latest, user_idx, occurred)
+    age_days = (latest[user_idx] - occurred) / 86400.0
+    rating_factor = np.where(np.isnan(ratings), 1.0, ratings / params.rating_max)
+    return weights * rating_factor * np.power(2.0, -age_days / params.half_life_days)
+
+
 def to_csr(u: np.ndarray, i: np.ndarray, s: np.ndarray, user_ids: list[str], item_ids: list[str],
            versions: np.ndarray | None = None) -> Interactions:
     """(user index, item index, strength) triples as the CSR matrix; duplicate pairs are summed."""
