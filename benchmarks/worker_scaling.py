@@ -34,14 +34,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recplatform import db, features, services  # noqa: E402
-from recplatform.config import Settings, feast_env, get_settings  # noqa: E402
-from recplatform.datasets import generate_synthetic  # noqa: E402
-from recplatform.embedding import spaces  # noqa: E402
-from recplatform.embedding.encoder import load_encoder  # noqa: E402
-from recplatform.embedding.loader import available_cpus  # noqa: E402
-from recplatform.publish import ingest_and_publish as ingest  # noqa: E402
-from recplatform.workers.enqueue import reconcile_spaces  # noqa: E402
+from recplatform import db, features, services
+from recplatform.config import Settings, feast_env, get_settings
+from recplatform.datasets import generate_synthetic
+from recplatform.embedding import spaces
+from recplatform.embedding.encoder import load_encoder
+from recplatform.embedding.loader import available_cpus
+from recplatform.publish import ingest_and_publish as ingest
+from recplatform.workers.enqueue import reconcile_spaces
 
 ARMS = {"1w": (1, None), "2w": (2, None), "2w-1t": (2, 1)}  # name: (worker processes, OMP threads or default)
 

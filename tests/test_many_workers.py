@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import time
 
-from test_workers import (Worker, _database, start_worker, _embedded_at, _items, _one_row_per_item, _redis_url, _users,
-                          _wait_complete)  # noqa: F401 - start_worker is a fixture
+from test_workers import (Worker, _database, _embedded_at, _items, _one_row_per_item, _redis_url, _users,
+                          _wait_complete)
+from test_workers import start_worker  # noqa: F401 - a fixture, used by name
 
 from recplatform.embedding import spaces
 from recplatform.embedding.encoder import load_encoder

@@ -7,10 +7,10 @@ answers on 127.0.0.1:5672).
 from __future__ import annotations
 
 import json
-import time
 import os
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -50,7 +50,7 @@ def call(broker: str, *calls: dict, timeout: float = 240) -> list[dict]:
     """Send ``calls`` ({name, kwargs[, task_id]}) from the minimal app; their results, in order."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECPLATFORM_") and k != "PYTHONPATH"}
     run = subprocess.run([sys.executable, "-c", CALLER, broker, result_backend_for(broker), json.dumps(list(calls))],
-                         capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
+                         capture_output=True, text=True, timeout=timeout, env=env, cwd="/", check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -62,7 +62,7 @@ def task(name: str, **kwargs) -> dict:
 @pytest.fixture(scope="module")
 def platform(services_settings, tmp_path_factory):
     """A planted database with a trained collaborative space and one real worker over the embedded Redis."""
-    settings, dataset, cold = planted_database(services_settings, "taskapi", n_users=120, n_items=150, n_cold=10)
+    settings, dataset, _cold = planted_database(services_settings, "taskapi", n_users=120, n_items=150, n_cold=10)
     settings = settings.model_copy(update={"broker_url": _redis_url(services_settings)})
     features.apply(settings)
     worker = Worker(settings, "hashing:64", tmp_path_factory.mktemp("taskapi"), "api").start()
@@ -139,7 +139,7 @@ def test_recommend_returns_the_clients_rows_and_structured_errors(platform):
 
 
 def test_recommend_batch_segment_list_progress_and_resume(platform):
-    settings, dataset, worker = platform
+    settings, dataset, _worker = platform
     users = {u["user_id"]: u for u in dataset.users.to_dict("records")}
     segment = {"min_age": 25, "max_age": 44, "gender": "M"}
     expected = sorted(u for u, r in users.items() if r["gender"] == "M" and 25 <= r["age"] <= 44)
