@@ -18,7 +18,8 @@ def test_demo_runs_every_step_and_serves_warm_cold_and_unstored_users(services_s
     for step in ("1. services", "4. features served by Feast", "6. train the collaborative space",
                  "8. recommendations", "demo steps"):
         assert step in out
-    assert "warm user u1" in out and "│ taste " in out
+    # u1 has a few dozen interactions: served by its taste vector, or by the onboarding path below switch_after
+    assert "warm user u1" in out and ("│ taste " in out or "│ onboarding " in out)
     # the user stored a moment ago and the unstored person are served by the default cold-start path
     assert out.count("demographic_neighbors") >= 10
     assert "FROM rec.recommend('demo-newcomer', 5)" in out
