@@ -294,7 +294,8 @@ class RecClient:
         user_id = _check_id("user_id", user_id)
         limit = self._limits()
         min_year, max_year = _check_years(years, limit)
-        params = {"user_id": user_id, "k": _check_k(k, limit), "genres": _check_genres(genres), "min_year": min_year,
+        params = {"user_id": user_id, "k": _check_k(k, limit), "genres": _check_genres(genres, limit),
+                  "min_year": min_year,
                   "max_year": max_year, "exclude_seen": bool(exclude_seen)}
         return [Recommendation(*r) for r in self._rows(sql.NEW_FOR_YOU, params, user_id=user_id)]
 
