@@ -275,3 +275,68 @@ def activate_if_complete(settings: Settings | None, space: Space) -> bool:
         return False
     activate(settings, space.space_id)
     return True
+
+
+# ----- building and dropping a space beside the serving one, without blocking it ---------------------
+#: Rows deleted per transaction when an old space is dropped (each batch holds row locks only).
+DROP_BATCH = 20_000
+_INVALID_INDEXES = """
+SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'rec' AND NOT x.indisvalid AND c.relname = ANY(%s)
+"""
+
+
+def _ddl(conn: psycopg.Connection, space_id: int, *, drop: bool) -> list[tuple[str, str]]:
+    """(index name, CONCURRENTLY statement) pairs of a space, from rec.space_index_ddl."""
+    return conn.execute("SELECT index_name, statement FROM rec.space_index_ddl(%s, true, %s)",
+                        (space_id, drop)).fetchall()
+
+
+def build_indexes(settings: Settings | None, space_id: int) -> None:
+    """Build a space's HNSW indexes with CREATE INDEX CONCURRENTLY: reads and writes of every other space go
+    on meanwhile (a plain CREATE INDEX would hold writers for the whole build).
+
+    A concurrent build that fails leaves an INVALID index behind, which ``IF NOT EXISTS`` would then skip for
+    ever; such an index is dropped (concurrently) and built again once.
+    """
+    with db.connect(settings or get_settings(), autocommit=True, vector=False) as conn:
+        statements = dict(_ddl(conn, space_id, drop=False))
+        drops = dict(_ddl(conn, space_id, drop=True))
+        for _attempt in range(2):
+            for name, in conn.execute(_INVALID_INDEXES, (list(statements),)).fetchall():
+                conn.execute(drops[name])
+            for statement in statements.values():
+                conn.execute(statement)
+            if not conn.execute(_INVALID_INDEXES, (list(statements),)).fetchall():
+                return
+        raise RuntimeError(f"space_id {space_id}: an index of the space is still invalid after a rebuild")
+
+
+def drop_space(settings: Settings | None, space_id: int, *, batch: int = DROP_BATCH) -> int:
+    """Delete an inactive space without blocking serving: its indexes go with DROP INDEX CONCURRENTLY, its
+    vectors in batches of ``batch`` rows (one short transaction each), then its registry row. Returns the
+    number of vector rows deleted. Raises ValueError for the active space."""
+    settings = settings or get_settings()
+    deleted = 0
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        row = conn.execute("SELECT is_active FROM rec.embedding_models WHERE space_id = %s", (space_id,)).fetchone()
+        if row is None:
+            return 0
+        if row[0]:
+            raise ValueError(f"space_id: embedding space {space_id} is active; activate another one first")
+        conn.execute("UPDATE rec.embedding_models SET params = params || '{\"status\": \"dropping\"}' "
+                     "WHERE space_id = %s AND NOT is_active", (space_id,))
+        for _name, statement in _ddl(conn, space_id, drop=True):
+            conn.execute(statement)
+        for table in ("item_embeddings", "user_embeddings"):
+            while True:
+                n = conn.execute(
+                    f"DELETE FROM rec.{table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM rec.{table} "  # fixed names
+                    "WHERE space_id = %s LIMIT %s))", (space_id, batch)).rowcount
+                deleted += n
+                if n < batch:
+                    break
+        conn.execute("DELETE FROM rec.embedding_models WHERE space_id = %s AND NOT is_active", (space_id,))
+    log.info("embedding space %s dropped (%d vectors, indexes dropped concurrently)", space_id, deleted)
+    return deleted

@@ -1,6 +1,6 @@
 """SQL text used by the retrieval modules and the client, kept in one place (ranking lives in recplatform/sql).
 
-Every statement binds values as parameters; the only ``str.format`` fields are integer space ids.
+Every statement binds values as parameters.
 """
 
 # ----- training / fold-in --------------------------------------------------------------------------
@@ -20,9 +20,6 @@ UNLOCK = "SELECT pg_advisory_unlock(%s)"
 ITEM_VECTORS = "SELECT e.item_id, e.embedding FROM rec.item_embeddings e WHERE e.space_id = %s ORDER BY e.item_id"
 ITEM_VECTORS_FOR = "SELECT e.item_id, e.embedding FROM rec.item_embeddings e WHERE e.space_id = %s AND e.item_id = ANY(%s)"
 ALL_ITEM_IDS = "SELECT i.item_id FROM rec.items i ORDER BY i.item_id"
-DROP_ITEM_INDEX = "DROP INDEX IF EXISTS rec.item_embeddings_hnsw_{space_id}"
-DROP_TASTE_INDEX = "DROP INDEX IF EXISTS rec.user_embeddings_hnsw_{space_id}_taste"
-DELETE_SPACE = "DELETE FROM rec.embedding_models WHERE space_id = %s"
 OLD_COLLABORATIVE_SPACES = """
 SELECT m.space_id FROM rec.embedding_models m
 WHERE m.kind = 'collaborative' AND NOT m.is_active

@@ -47,7 +47,7 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
 
     Also maps items without interactions from their content embeddings, refreshes rec.item_priors, fits
     the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`), drops collaborative
-    spaces older than the previous one, and after activation folds in again every user whose interactions
+    spaces older than the previous one (:func:`~recplatform.embedding.spaces.drop_space`: concurrently, in batches), and after activation folds in again every user whose interactions
     arrived during the training and maps items whose content vector arrived meanwhile. Raises ValueError when
     there are no interactions with a positive strength.
     """
@@ -88,22 +88,21 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
         settings, name, spaces.COLLABORATIVE, f"als:f{params.factors}", params.factors + 1, "",
         {**asdict(params), "scale": scale, "gram": gram.tolist(), "augmented": True,
          "n_users": len(data.user_ids), "n_items": len(data.item_ids), "final_loss": factors.history[-1],
-         "interaction_watermark": watermark},
+         "interaction_watermark": watermark, "indexes": "deferred"},
     )
     stored_at = time.perf_counter()
     try:
         _store_space(settings, space, data, factors, scale, params)
     except BaseException:
-        with db.transaction(settings) as conn:
-            conn.execute(sql.DELETE_SPACE, (space.space_id,))
+        spaces.drop_space(settings, space.space_id)
         raise
     stored = time.perf_counter() - stored_at
     space = spaces.activate(settings, space.space_id)
     with db.transaction(settings) as conn:
         conn.execute(sql.REFRESH_ITEM_PRIORS)
         old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]
-        for space_id in old:
-            conn.execute(sql.DELETE_SPACE, (space_id,))
+    for space_id in old:
+        spaces.drop_space(settings, space_id)
     if fit_coldstart:
         coldstart.fit_demographic_map(settings, space)
     caught_up = catch_up(settings, watermark)
@@ -173,10 +172,10 @@ def train_if_due(settings: Settings | None = None) -> Space | None:
 
 def _store_space(settings: Settings, space: Space, data: Interactions, factors: Factors, scale: float,
                  params: CollaborativeParams) -> None:
+    """Write the new (inactive, index-less) space's vectors in one transaction, then build its HNSW indexes
+    concurrently: loading before indexing is much faster than inserting into a live index, and neither step
+    takes a lock that a ``rec.recommend`` or an embed batch on the serving spaces would wait for."""
     with db.transaction(settings) as conn:
-        # Build the HNSW index after loading (much faster than inserting into a live index).
-        conn.execute(sql.DROP_ITEM_INDEX.format(space_id=int(space.space_id)))
-        conn.execute(sql.DROP_TASTE_INDEX.format(space_id=int(space.space_id)))
         item_ids = list(data.item_ids)
         item_vecs = augment_items(factors.items, scale)
         content_space = spaces.active_space(settings, spaces.CONTENT)
@@ -209,4 +208,4 @@ def _store_space(settings: Settings, space: Space, data: Interactions, factors: 
         user_hashes = [history_hash(int(lengths[u]), float(sums[u])) for u in ok]
         copy_vectors(conn, "user", space.space_id, [data.user_ids[u] for u in ok], augment_users(factors.users[ok]),
                      user_hashes, "taste", versions=data.versions[ok])
-        conn.execute("SELECT rec.ensure_space_indexes(%s)", (space.space_id,))
+    spaces.build_indexes(settings, space.space_id)

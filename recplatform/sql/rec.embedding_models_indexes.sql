@@ -1,15 +1,20 @@
 CREATE OR REPLACE FUNCTION rec.embedding_models_indexes() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    k text;
+    s text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM rec.ensure_space_indexes(NEW.space_id);
+        -- params.indexes = 'deferred': the registering process loads the vectors first and then builds the
+        -- indexes with CREATE INDEX CONCURRENTLY (a training: serving never waits for it).
+        IF coalesce(NEW.params->>'indexes', '') <> 'deferred' THEN
+            PERFORM rec.ensure_space_indexes(NEW.space_id);
+        END IF;
         RETURN NEW;
     END IF;
-    EXECUTE format('DROP INDEX IF EXISTS rec.%I', 'item_embeddings_hnsw_' || OLD.space_id);
-    FOREACH k IN ARRAY ARRAY['demographic', 'taste'] LOOP
-        EXECUTE format('DROP INDEX IF EXISTS rec.%I', 'user_embeddings_hnsw_' || OLD.space_id || '_' || k);
+    -- A plain DROP INDEX locks the whole table until commit; rec's Python drops a space's indexes
+    -- CONCURRENTLY first (recplatform.embedding.spaces.drop_space), so these find nothing left to drop.
+    FOR s IN SELECT d.statement FROM rec.space_index_ddl(OLD.space_id, false, true) d LOOP
+        EXECUTE s;
     END LOOP;
     RETURN OLD;
 END
