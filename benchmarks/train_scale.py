@@ -68,11 +68,12 @@ STAGE_DTYPE = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i4"), ("li", ">i4")
                         ("lr", ">i4"), ("r", ">f8"), ("lt", ">i4"), ("t", ">i8")])
 
 
-def database(n: int, fresh: bool):
-    """Settings of ``bench_train_<n>`` holding the synthetic data (generated when absent or different)."""
-    n_users, n_items = shape(n)
+def database(n: int, fresh: bool, users_items: tuple[int, int] | None = None, name: str = "bench_train"):
+    """Settings of ``<name>_<n>`` holding the synthetic data (generated when absent or different); ``users_items``
+    overrides :func:`shape`."""
+    n_users, n_items = users_items or shape(n)
     marker = f"synthetic n={n} users={n_users} items={n_items} seed={SEED}"
-    settings = get_settings().model_copy(update={"database_name": f"bench_train_{n}"})
+    settings = get_settings().model_copy(update={"database_name": f"{name}_{n}"})
     if settings.uses_embedded_postgres:
         services.up(settings)
     admin = settings.model_copy(update={"database_name": "postgres"})

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
     embed_precision: str = Field("auto", description="Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
     enqueue_on_ingest: bool = Field(True, description="Ingestion enqueues embedding tasks after it commits.")
+    index_build_workers: int | None = Field(
+        None, ge=0, le=64, description="Parallel workers of a training's CREATE INDEX CONCURRENTLY "
+                                       "(max_parallel_maintenance_workers); unset = half the CPUs minus one, so that "
+                                       "serving keeps at least half the machine while a new space is indexed.")
     retrain_after_interactions: int = Field(
         1000, ge=1, description="Workers retrain the collaborative space once this many interactions arrived since "
                                 "the last training (checked after each ingestion and every 15 minutes).")

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
+from recplatform.embedding.loader import available_cpus
 from recplatform.text.templates import TEMPLATE_VERSION
 
 log = logging.getLogger(__name__)
@@ -295,12 +296,17 @@ def _ddl(conn: psycopg.Connection, space_id: int, *, drop: bool) -> list[tuple[s
 
 def build_indexes(settings: Settings | None, space_id: int) -> None:
     """Build a space's HNSW indexes with CREATE INDEX CONCURRENTLY: reads and writes of every other space go
-    on meanwhile (a plain CREATE INDEX would hold writers for the whole build).
+    on meanwhile (a plain CREATE INDEX would hold writers for the whole build), with at most
+    ``settings.index_build_workers`` parallel workers so that serving keeps CPU.
 
     A concurrent build that fails leaves an INVALID index behind, which ``IF NOT EXISTS`` would then skip for
     ever; such an index is dropped (concurrently) and built again once.
     """
-    with db.connect(settings or get_settings(), autocommit=True, vector=False) as conn:
+    settings = settings or get_settings()
+    workers = settings.index_build_workers
+    workers = max(0, available_cpus() // 2 - 1) if workers is None else workers
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)", (str(workers),))
         statements = dict(_ddl(conn, space_id, drop=False))
         drops = dict(_ddl(conn, space_id, drop=True))
         for _attempt in range(2):
