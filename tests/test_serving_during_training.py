@@ -117,3 +117,19 @@ def test_the_active_space_cannot_be_dropped(trained):
     with pytest.raises(ValueError, match="is active"):
         spaces.drop_space(trained, active.space_id)
     assert spaces.active_space(trained, spaces.COLLABORATIVE).space_id == active.space_id
+
+
+def test_a_space_left_building_by_a_killed_training_is_dropped_by_the_next_one(trained):
+    """A training killed half-way leaves an inactive *building* space (vectors, maybe an invalid index)."""
+    orphan = spaces.register_space(trained, "collaborative/killed", spaces.COLLABORATIVE, "als:f8", 9, "",
+                                   {"indexes": "deferred"})
+    with db.transaction(trained) as conn:
+        conn.execute("INSERT INTO rec.item_embeddings (space_id, item_id, embedding, content_hash) "
+                     "SELECT %s, item_id, array_fill(0.5, ARRAY[9])::vector, 'trained' FROM rec.items", (orphan.space_id,))
+    new = training.train_collaborative_space(trained)
+    with db.connect(trained, autocommit=True, vector=False) as conn:
+        assert conn.execute("SELECT count(*) FROM rec.embedding_models WHERE space_id = %s",
+                            (orphan.space_id,)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM rec.item_embeddings WHERE space_id = %s",
+                            (orphan.space_id,)).fetchone()[0] == 0
+    assert spaces.active_space(trained, spaces.COLLABORATIVE).space_id == new.space_id

@@ -26,6 +26,11 @@ WHERE m.kind = 'collaborative' AND NOT m.is_active
   AND m.space_id NOT IN (SELECT space_id FROM rec.embedding_models WHERE kind = 'collaborative'
                          ORDER BY space_id DESC LIMIT %s)
 """
+BUILDING_COLLABORATIVE_SPACES = """
+SELECT m.space_id FROM rec.embedding_models m
+WHERE m.kind = 'collaborative' AND NOT m.is_active AND coalesce(m.params->>'status', 'building') IN ('building', 'dropping')
+ORDER BY m.space_id
+"""
 REFRESH_ITEM_PRIORS = "SELECT rec.refresh_item_priors()"
 # A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
 DELETE_TASTE = """

@@ -69,6 +69,7 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
 def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, fit_coldstart: bool) -> Space:
     """The training itself; the caller holds :data:`TRAIN_LOCK`."""
     started = time.perf_counter()
+    drop_orphans(settings)
     with db.connect(settings, vector=False) as conn:
         # One snapshot for the watermark and the data it covers.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -112,6 +113,17 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
              factors.history[-1], loaded, factors.seconds, stored,
              time.perf_counter() - started, caught_up[0], caught_up[1])
     return space
+
+
+def drop_orphans(settings: Settings) -> list[int]:
+    """Drop collaborative spaces still *building*: under :data:`TRAIN_LOCK` no training is writing one, so they
+    are what a training killed half-way (SIGKILL, a lost machine) left behind. Returns their ids."""
+    with db.connect(settings, vector=False) as conn:
+        orphans = [r[0] for r in conn.execute(sql.BUILDING_COLLABORATIVE_SPACES).fetchall()]
+    for space_id in orphans:
+        log.warning("dropping collaborative space %s: a training that did not finish left it building", space_id)
+        spaces.drop_space(settings, space_id)
+    return orphans
 
 
 def catch_up(settings: Settings, watermark: int) -> tuple[int, int]:
