@@ -133,3 +133,19 @@ def test_a_space_left_building_by_a_killed_training_is_dropped_by_the_next_one(t
         assert conn.execute("SELECT count(*) FROM rec.item_embeddings WHERE space_id = %s",
                             (orphan.space_id,)).fetchone()[0] == 0
     assert spaces.active_space(trained, spaces.COLLABORATIVE).space_id == new.space_id
+
+
+def test_a_training_that_fails_while_writing_leaves_the_serving_space_alone(trained, monkeypatch):
+    before = spaces.active_space(trained, spaces.COLLABORATIVE)
+    registered = spaces.list_spaces(trained, spaces.COLLABORATIVE)
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(training, "copy_vectors", broken)
+    with pytest.raises(OSError, match="disk full"):
+        training.train_collaborative_space(trained)
+    assert spaces.list_spaces(trained, spaces.COLLABORATIVE) == registered  # the new space was dropped
+    assert spaces.active_space(trained, spaces.COLLABORATIVE).space_id == before.space_id
+    with db.connect(trained, autocommit=True, vector=False) as conn:
+        assert conn.execute("SELECT count(*) FROM rec.recommend('u1', 5)").fetchone()[0] == 5
