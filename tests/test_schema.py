@@ -30,6 +30,12 @@ def test_space_gets_typed_hnsw_index_and_rejects_wrong_dimension(db_settings):
         assert "vector(3)" in indexes[f"item_embeddings_hnsw_{space}"]
         assert "vector_cosine_ops" in indexes[f"item_embeddings_hnsw_{space}"]
         assert f"user_embeddings_hnsw_{space}_demographic" in indexes
+        assert f"user_embeddings_hnsw_{space}_taste" not in indexes  # tastes are read by id, never searched
+        collab = conn.execute(
+            "INSERT INTO rec.embedding_models (name, kind, model_ref, dimension) "
+            "VALUES ('c', 'collaborative', 'als', 4) RETURNING space_id").fetchone()[0]
+        hnsw = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%hnsw%'")}
+        assert {n for n in hnsw if f"_{collab}" in n} == {f"item_embeddings_hnsw_{collab}"}
         conn.execute("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('i1', 'A', 'h'), ('i2', 'B', 'h')")
         conn.execute("INSERT INTO rec.item_embeddings (space_id, item_id, embedding, content_hash) "
                      "VALUES (%s, 'i1', '[1,0,0]', 'h')", (space,))

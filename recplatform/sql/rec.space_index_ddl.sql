@@ -4,11 +4,13 @@ LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     n text;
     d int;
-    k text;
+    kd text;
     st text;
     c text := CASE WHEN p_concurrently THEN 'CONCURRENTLY ' ELSE '' END;
 BEGIN
-    -- The statements that create (or drop) a space's HNSW indexes: one item index, one per user-vector kind.
+    -- The statements that create (or drop) a space's HNSW indexes: an item index, and for a content space a
+    -- demographic-vector index (rec._demographic_neighbors searches it). Nothing searches taste vectors by
+    -- distance (they are read by user id), so they get no HNSW index: it would only slow every fold-in.
     -- CONCURRENTLY cannot run inside a function or a transaction, so callers that must not block serving
     -- (training, dropping an old space) execute these one by one on an autocommit connection.
     IF p_drop THEN
@@ -21,7 +23,7 @@ BEGIN
         END LOOP;
         RETURN;
     END IF;
-    SELECT dimension, coalesce(params->>'storage', 'vector') INTO d, st
+    SELECT dimension, coalesce(params->>'storage', 'vector'), kind INTO d, st, kd
     FROM rec.embedding_models WHERE space_id = p_space_id;
     IF d IS NULL THEN
         RAISE EXCEPTION 'unknown embedding space %', p_space_id;
@@ -38,13 +40,13 @@ BEGIN
         'USING hnsw ((embedding::%s(%s)) %s_cosine_ops) WHERE space_id = %s',
         c, index_name, st, d, st, p_space_id);
     RETURN NEXT;
-    FOREACH k IN ARRAY ARRAY['demographic', 'taste'] LOOP
-        index_name := 'user_embeddings_hnsw_' || p_space_id || '_' || k;
+    IF kd = 'content' THEN
+        index_name := 'user_embeddings_hnsw_' || p_space_id || '_demographic';
         statement := format(
             'CREATE INDEX %sIF NOT EXISTS %I ON rec.user_embeddings '
             'USING hnsw ((embedding::vector(%s)) vector_cosine_ops) WHERE space_id = %s AND kind = %L',
-            c, index_name, d, p_space_id, k);
+            c, index_name, d, p_space_id, 'demographic');
         RETURN NEXT;
-    END LOOP;
+    END IF;
 END
 $fn$;
