@@ -54,7 +54,7 @@ items = Table(
     CheckConstraint("char_length(title) <= 1000", name="items_title_length"),  # input_limits.MAX_TITLE_LENGTH
     CheckConstraint("description IS NULL OR char_length(description) <= 10000", name="items_description_length"),
 )
-Index("items_created_at", items.c.created_at)  # fresh items by age (exploration)
+Index("items_newest", items.c.created_at.desc(), items.c.item_id.desc())  # fresh items, newest first (exploration)
 
 interactions = Table(
     "interactions", metadata,

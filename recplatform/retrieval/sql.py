@@ -32,6 +32,7 @@ WHERE m.kind = 'collaborative' AND NOT m.is_active AND coalesce(m.params->>'stat
 ORDER BY m.space_id
 """
 REFRESH_ITEM_PRIORS = "SELECT rec.refresh_item_priors()"
+ANALYZE_ITEM_PRIORS = "ANALYZE rec.item_priors"
 # A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
 DELETE_TASTE = """
 DELETE FROM rec.user_embeddings t USING unnest(%(ids)s::text[], %(versions)s::int8[]) AS d(user_id, version)

@@ -102,6 +102,8 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
     with db.transaction(settings) as conn:
         conn.execute(sql.REFRESH_ITEM_PRIORS)
         old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        conn.execute(sql.ANALYZE_ITEM_PRIORS)  # every row was replaced: fresh statistics for the serving plans
     for space_id in old:
         spaces.drop_space(settings, space_id)
     if fit_coldstart:
