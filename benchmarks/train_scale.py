@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="1000000,10000000", help="interaction counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats at the smallest size")
     parser.add_argument("--fresh", action="store_true", help="regenerate the databases")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the baseline arm (e.g. --sizes 10000000 alone, where it would need ~3 GB of tuples)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -248,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), "
                 "(SELECT count(*) FROM (SELECT DISTINCT user_id, item_id FROM rec.interactions) d) "
                 "FROM rec.interactions").fetchone()))
-        arms = ["baseline", "new", "full"] if n == min(sizes) else ["new", "full"]
+        with_baseline = n == min(sizes) and not args.no_baseline
+        arms = ["baseline", "new", "full"] if with_baseline else ["new", "full"]
         repeats = args.repeats if n == min(sizes) else 1
         for r in range(repeats):
             for arm in arms:
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
                 runs.append(result)
                 console.print(f"{n:>12,} {arm:>8} repeat {r}: wall {result['wall_s']:.1f}s, cpu "
                               f"{result['cpu_s']:.1f}s, peak RSS {result['peak_rss_mb']:.0f} MB {result['phases']}")
-        if n == min(sizes):
+        if with_baseline:
             base, new = np.load(tmp / f"baseline_{n}.npy"), np.load(tmp / f"new_{n}.npy")
             data_info[n]["max_abs_factor_difference"] = float(np.max(np.abs(base - new)))
     report = summarise(runs, data_info, sizes, args.repeats)
