@@ -12,12 +12,13 @@ from pathlib import Path
 import typer
 
 from recplatform import features
-from recplatform.cli.output import cli_settings, console, print_table
+from recplatform.cli.output import HELP_SETTINGS, cli_settings, console, fail, print_table
 
 load_app = typer.Typer(
     help="Load a dataset: every row is validated, then everything is upserted in one transaction (all or nothing); "
     "changed rows are then written to Feast's online store and queued for embedding.",
     no_args_is_help=True,
+    **HELP_SETTINGS,
 )
 
 
@@ -89,7 +90,17 @@ def load_synthetic_command(
           online, enqueue)
 
 
-features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True)
+features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True,
+                           **HELP_SETTINGS)
+
+
+class NotInOnlineStoreError(LookupError):
+    """Ids the online store serves nothing for (unknown, or not written yet)."""
+
+    def __init__(self, kind: str, ids: list[str]):
+        super().__init__(f"not in the online store: {kind}_id {', '.join(map(repr, ids))} "
+                         "(unknown id, or not written yet: `recplatform materialize`)")
+        self.ids = ids
 
 
 def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
@@ -97,8 +108,11 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
     try:
         rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
     except RuntimeError as exc:  # repository not applied yet
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        fail(exc, as_json)
+    key = f"{kind}_id"
+    unknown = [str(r[key]) for r in rows if all(v is None for k, v in r.items() if k != key)]
+    if unknown:  # exit 1 (and a JSON error with --json): nulls with exit 0 read as a user with no features
+        fail(NotInOnlineStoreError(kind, unknown), as_json)
     if as_json:
         payload = rows[0] if len(rows) == 1 else rows
         typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
@@ -107,10 +121,6 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
     cells = [[name, *(", ".join(r[name]) if isinstance(r[name], list) else r[name] for r in rows)]
              for name in names[1:]]
     print_table(f"Feast online features: {kind}", ["feature", *[str(r[names[0]]) for r in rows]], cells)
-    unknown = [r[names[0]] for r in rows if all(v is None for k, v in r.items() if k != names[0])]
-    if unknown:
-        console.print(f"[yellow]not in the online store[/yellow]: {', '.join(unknown)} "
-                      "(unknown id, or not written yet: `recplatform materialize`)")
 
 
 @features_app.command("user")

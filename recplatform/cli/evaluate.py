@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recplatform import services
+from recplatform.progress import count, elapsed, progress_bar
 from recplatform.cli.output import cli_settings, console, print_table
 
 
@@ -80,8 +80,7 @@ def evaluate_command(
         data = load_dataset(dataset, seed)
     if platform and settings.uses_embedded_postgres:
         services.up(settings)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with progress_bar(count(), elapsed(), description_width=48, console=console) as bar:
         task = bar.add_task("evaluating", total=None)
         result = run_evaluation(data, config, settings,
                                 progress=lambda desc, done: bar.update(task, description=desc, completed=done),
