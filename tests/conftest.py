@@ -81,3 +81,30 @@ def ml100k_path() -> Path:
     if not (ML100K / "u.data").exists():
         pytest.skip(f"MovieLens 100K not found at {ML100K} (../shared/data/ml-100k is absent)")
     return ML100K
+
+
+@pytest.fixture(scope="session")
+def demo_platform(services_settings):
+    """The state the README's examples run against: ``recplatform demo`` (its code, in this process) on a small
+    synthetic dataset, with the fast ``hashing:64`` encoder and a Redis database of its own as the broker.
+
+    Returns ``(settings, env)``: the ``RECPLATFORM_*`` variables that point the CLI and the client at it."""
+    from recplatform.cli import demo
+    from recplatform.config import configure_environment
+
+    from test_workers import _redis_url
+
+    settings = services_settings.model_copy(update={"database_name": f"demo_{os.getpid()}", "model": "hashing:64",
+                                                    "broker_url": _redis_url(services_settings)})
+    env = {**_env_for(settings), "RECPLATFORM_MODEL": settings.model, "RECPLATFORM_BROKER_URL": settings.broker_url}
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        get_settings.cache_clear()
+        configure_environment(settings)
+        demo.run(settings, demo.DemoOptions(users=200, items=150))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+    return settings, env
