@@ -125,7 +125,7 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
 
 @features_app.command("user")
 def features_user(
-    user_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more user ids."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
 ) -> None:
     """Demographics and activity of users as served by Feast's online store."""
@@ -134,7 +134,7 @@ def features_user(
 
 @features_app.command("item")
 def features_item(
-    item_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more item ids."),
+    item_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more item ids."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
 ) -> None:
     """Metadata and popularity of items as served by Feast's online store."""
