@@ -22,9 +22,11 @@ load_app = typer.Typer(
 )
 
 
-def _load(read, label: str, online: bool, enqueue: bool) -> None:
-    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input."""
+def _load(read, label: str, online: bool, enqueue: bool, add: bool = False) -> None:
+    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input or when the
+    database already holds another catalogue (unless ``add``)."""
     from recplatform.ingest import ValidationError  # deferred: pandas (ingestion)
+    from recplatform.ingest.catalogues import MixedCataloguesError  # deferred: pandas (ingestion)
     from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
     settings = cli_settings()
@@ -35,8 +37,9 @@ def _load(read, label: str, online: bool, enqueue: bool) -> None:
         read_seconds = time.perf_counter() - started
         console.print(f"read {label}: " + ", ".join(f"{n:,} {k}" for k, n in dataset.counts().items())
                       + f" in {read_seconds:.2f}s")
-        result = ingest_and_publish(dataset=dataset, settings=settings, online=online, enqueue=enqueue, progress=True)
-    except (ValidationError, FileNotFoundError) as exc:
+        result = ingest_and_publish(dataset=dataset, settings=settings, online=online, enqueue=enqueue, progress=True,
+                                    allow_mixed=add)
+    except (ValidationError, FileNotFoundError, MixedCataloguesError) as exc:
         console.print(f"[red]nothing loaded[/red]: {exc}")
         raise typer.Exit(1) from None
     total = time.perf_counter() - started
@@ -62,17 +65,22 @@ def _load(read, label: str, online: bool, enqueue: bool) -> None:
 
 @load_app.command("movielens")
 def load_movielens_command(
-    path: Path = typer.Argument(..., help="MovieLens directory: ml-100k raw layout (u.user, u.item, u.data) "
-                                          "or ml-1m layout (users.dat, movies.dat, ratings.dat)."),
+    path: Path = typer.Argument(..., help="MovieLens directory, layout detected: ml-100k (u.user, u.item, u.data), "
+                                          "ml-1m (users.dat, movies.dat, ratings.dat), or today's CSV releases "
+                                          "ml-latest-small / ml-latest / ml-25m / ml-32m (ratings.csv, movies.csv, "
+                                          "tags.csv, links.csv; no demographics: cold users get popularity)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
     allow_empty: bool = typer.Option(False, "--allow-empty",
                                      help="Load even when the ratings file has no rating (refused otherwise)."),
+    add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
+                                                  "otherwise: lists would mix both; `recplatform down --purge` "
+                                                  "starts afresh)."),
 ) -> None:
-    """Load MovieLens (ml-100k or ml-1m) from GroupLens' files; re-loading the same files changes nothing."""
+    """Load MovieLens from GroupLens' files (ml-100k, ml-1m or the CSV releases); re-loading changes nothing."""
     from recplatform.datasets import load_movielens  # deferred: pandas
 
-    _load(lambda: load_movielens(path, allow_empty=allow_empty), str(path), online, enqueue)
+    _load(lambda: load_movielens(path, allow_empty=allow_empty), str(path), online, enqueue, add)
 
 
 @load_app.command("synthetic")
@@ -82,12 +90,15 @@ def load_synthetic_command(
     seed: int = typer.Option(0, "--seed", help="Random seed, 0 to 2**32-1 (same seed, same data)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+    add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
+                                                  "otherwise: lists would mix both; `recplatform down --purge` "
+                                                  "starts afresh)."),
 ) -> None:
     """Generate and load a synthetic dataset whose users' genre tastes follow their demographics."""
     from recplatform.datasets import generate_synthetic  # deferred: pandas
 
     _load(lambda: generate_synthetic(users, items, seed=seed), f"synthetic {users}x{items} seed {seed}",
-          online, enqueue)
+          online, enqueue, add)
 
 
 features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True,

@@ -62,7 +62,9 @@ def evaluate_command(
         write_report,
     )
     from recplatform.evaluation.runner import (  # deferred: pandas
+        COLD_USER_SKIPPED,
         EvalConfig,
+        has_demographics,
         run_evaluation,
     )
 
@@ -78,6 +80,12 @@ def evaluate_command(
     started = time.perf_counter()
     with console.status(f"loading {dataset}"):
         data = load_dataset(dataset, seed)
+    if not has_demographics(data.users):
+        if protocols == ("cold-user",):
+            raise typer.BadParameter(f"{dataset} has no user demographics ({COLD_USER_SKIPPED.split(': ', 1)[1]}); "
+                                     "run warm, new-item or onboarding", param_hint="--protocol")
+        if "cold-user" in protocols:
+            console.print(f"[yellow]note[/yellow]: {COLD_USER_SKIPPED}")
     if platform and settings.uses_embedded_postgres:
         services.up(settings)
     with progress_bar(count(), elapsed(), description_width=48, console=console) as bar:

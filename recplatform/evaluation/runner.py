@@ -178,6 +178,17 @@ def _baseline_recs(name: str, split: Split, view: baselines.TrainView, k: int, s
     raise ValueError(f"unknown baseline {name!r}")
 
 
+COLD_USER_SKIPPED = ("cold-user protocol skipped: no user has demographics (age, gender, occupation or ZIP; "
+                     "GroupLens' CSV releases carry none), so a held-out user is known by nothing; the platform "
+                     "serves such users by popularity")
+
+
+def has_demographics(users: pd.DataFrame) -> bool:
+    """Whether any user has one demographic field (the cold-user protocol predicts from them alone)."""
+    fields = [c for c in ("age", "gender", "occupation", "zip_code") if c in users.columns]
+    return bool(len(users) and fields and users[fields].notna().any(axis=None))
+
+
 def _step_note(progress: Progress | None, prefix: str, done: int) -> Callable[[str], None]:
     """A callback that shows what a long step is doing now (the bar's description), without advancing it."""
     if progress is None:
@@ -207,10 +218,14 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         if not platform_available:
             notes.append(f"platform strategies not run: {why}")
 
+    protocols = config.protocols
+    if "cold-user" in protocols and not has_demographics(dataset.users):
+        protocols = tuple(p for p in protocols if p != "cold-user")
+        notes.append(COLD_USER_SKIPPED)
     plan = {p: splits(p, interactions, folds=config.folds, seed=config.seed, threshold=config.threshold,
                       warm_fraction=config.warm_fraction, new_item_fraction=config.new_item_fraction,
                       onboarding_users=config.onboarding_users, onboarding_steps=config.onboarding_steps)
-            for p in config.protocols}
+            for p in protocols}
     if on_total:
         on_total(sum(len(s) for s in plan.values()) * (2 if platform_available else 1))
     done = 0
