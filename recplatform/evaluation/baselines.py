@@ -191,19 +191,21 @@ class GramEigen:
 
     values: np.ndarray  # w, ascending (numpy.linalg.eigh)
     vectors: np.ndarray  # V, orthonormal columns
+    squared: np.ndarray  # V * V, for diag(P) at every lambda
 
     @classmethod
     def of(cls, matrix: sp.csr_matrix) -> "GramEigen":
         gram = (matrix.T @ matrix).toarray().astype(np.float64)
         values, vectors = np.linalg.eigh(gram)
-        return cls(np.maximum(values, 0.0), vectors)  # a PSD matrix: clip rounding noise below zero
+        del gram
+        return cls(np.maximum(values, 0.0), vectors, vectors ** 2)  # PSD: clip rounding noise below zero
 
     def _inverse_values(self, lam: float) -> np.ndarray:
         return 1.0 / (self.values + lam)
 
     def precision_diagonal(self, lam: float) -> np.ndarray:
         """``diag((G + lambda I)^-1)`` without forming the inverse."""
-        return (self.vectors ** 2) @ self._inverse_values(lam)
+        return self.squared @ self._inverse_values(lam)
 
     def weights(self, lam: float) -> np.ndarray:
         """The EASE weight matrix B for ``lambda`` (what :func:`ease_weights` computes by inversion)."""
