@@ -10,8 +10,9 @@ in-process with the encoder of the active content space, then calls ``rec.recomm
 The early argument checks use the limits and strategy names the database defines (``rec.limits()``,
 ``rec.strategies``; :mod:`recplatform.retrieval.limits` reads them once per database).
 
-Errors: :class:`UnknownUserError`, :class:`UnknownItemError` and :class:`InvalidRequestError` (``.argument``
-names the bad argument), all subclasses of :class:`RecClientError`.
+Errors: :class:`UnknownUserError`, :class:`UnknownItemError`, :class:`InvalidRequestError` (``.argument``
+names the bad argument) and :class:`ServiceUnavailableError` (the database does not answer: the message names
+the redacted URL and says what to do, as the command line does), all subclasses of :class:`RecClientError`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ class UnknownItemError(RecClientError, LookupError):
     def __init__(self, item_id: object, message: str | None = None):
         super().__init__(message or f"unknown item_id {item_id!r}")
         self.item_id = item_id
+
+
+class ServiceUnavailableError(RecClientError, ConnectionError):
+    """Postgres does not answer (not started, or started from another directory's state): says how to fix it."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
 
 
 class InvalidRequestError(RecClientError, ValueError):
@@ -215,6 +223,15 @@ def _translate(error: psycopg.Error, user_id: Any = None, item_id: Any = None) -
     return error
 
 
+def _unreachable(settings: Settings) -> bool:
+    """Whether the primary refuses a new connection (an OperationalError mid-write may be something else)."""
+    try:
+        db.connect(settings, vector=False).close()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
 # ----- the client ---------------------------------------------------------------------------------------
 class RecClient:
     """Recommendations for stored users, unstored profiles and items, from Python (one connection, thread-safe)."""
@@ -237,7 +254,11 @@ class RecClient:
         """The client's one connection, for reads only: to the read replica when one is configured or started
         (``Settings.read_url``); ingestion writes to the primary through :mod:`recplatform.publish`."""
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, autocommit=True, read=True)
+            try:
+                self._conn = db.connect(self.settings, autocommit=True, read=True)
+            except psycopg.OperationalError as error:
+                raise ServiceUnavailableError(db.unreachable_message(self.settings, error,
+                                                                     self.settings.read_url)) from None
         return self._conn
 
     def _limits(self) -> Limits:
@@ -385,24 +406,28 @@ class RecClient:
         return Explanation(user_id, item_id, reasons[0].source if reasons else None, reasons)
 
     # -- ingestion: validated, one transaction, then Feast online write and embedding queue --
-    def add_users(self, rows: Any, **kwargs: Any):
-        """Insert or update users (canonical columns); returns the IngestResult."""
+    def _ingest(self, **kwargs: Any):
         from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
-        return ingest_and_publish(users=rows, settings=self.settings, **kwargs)
+        try:
+            return ingest_and_publish(settings=self.settings, **kwargs)
+        except psycopg.OperationalError as error:
+            if not _unreachable(self.settings):
+                raise
+            raise ServiceUnavailableError(db.unreachable_message(self.settings, error)) from None
+
+    def add_users(self, rows: Any, **kwargs: Any):
+        """Insert or update users (canonical columns); returns the IngestResult."""
+        return self._ingest(users=rows, **kwargs)
 
     update_users = add_users
 
     def add_items(self, rows: Any, **kwargs: Any):
         """Insert or update items (canonical columns); returns the IngestResult."""
-        from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
-
-        return ingest_and_publish(items=rows, settings=self.settings, **kwargs)
+        return self._ingest(items=rows, **kwargs)
 
     update_items = add_items
 
     def add_interactions(self, rows: Any, **kwargs: Any):
         """Append interactions (canonical columns); their users and items must exist; returns the IngestResult."""
-        from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
-
-        return ingest_and_publish(interactions=rows, settings=self.settings, **kwargs)
+        return self._ingest(interactions=rows, **kwargs)

@@ -12,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from recplatform.config import Settings, ensure_reader_password, get_settings
+from recplatform.config import Settings, ensure_reader_password, get_settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,16 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: One ``CREATE OR REPLACE FUNCTION`` per file, ``rec.<name>.sql``: what head must equal (``alembic check``).
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 READER_ROLE = "rec_reader"
+START_HINT = "start it with `recplatform up`"
+
+
+def unreachable_message(settings: Settings, error: BaseException, url: str | None = None) -> str:
+    """What to say when Postgres does not answer: the redacted URL, the first line of the reason, and what to
+    do (one wording for the command line and the Python client)."""
+    hint = START_HINT if settings.uses_embedded_postgres else "check RECPLATFORM_DATABASE_URL"
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    reason = lines[0] if lines else type(error).__name__
+    return redact_url(f"cannot reach Postgres at {url or settings.postgres_url}: {reason}\n{hint}")
 
 
 def connect(settings: Settings | None = None, *, autocommit: bool = False, vector: bool = True,

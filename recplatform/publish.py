@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from recplatform import features
 from recplatform.config import Settings, get_settings
-from recplatform.ingest import IngestResult, ingest
+from recplatform.ingest import IngestResult, catalogues, ingest
 from recplatform.workers.enqueue import enqueue_ingested
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,24 @@ def publish(result: IngestResult, settings: Settings, *, online: bool = True, en
 
 def ingest_and_publish(users: Any = None, items: Any = None, interactions: Any = None, *, dataset: Any = None,
                        settings: Settings | None = None, online: bool = True, enqueue: bool = True,
-                       progress: bool = False, source: str | None = None) -> IngestResult:
-    """:func:`recplatform.ingest.ingest` (or a whole ``dataset``), then :func:`publish` what it changed."""
+                       progress: bool = False, source: str | None = None, allow_mixed: bool = False) -> IngestResult:
+    """:func:`recplatform.ingest.ingest` (or a whole ``dataset``), then :func:`publish` what it changed.
+
+    A ``dataset`` whose catalogue differs from one already loaded raises
+    :class:`recplatform.ingest.catalogues.MixedCataloguesError` before anything is written, unless
+    ``allow_mixed`` (then the other catalogues are logged as a warning)."""
     settings = settings or get_settings()
     started = time.perf_counter()
     if dataset is not None:
         users, items, interactions = dataset.users, dataset.items, dataset.interactions
         source = source or dataset.source or dataset.name
+        others = catalogues.check(dataset.catalogue_name, settings, allow_mixed=allow_mixed)
+        if others:
+            log.warning("loading %s beside %s: two catalogues in one database", dataset.catalogue_name,
+                        ", ".join(r.catalogue for r in others))
     result = ingest(users, items, interactions, source=source or "<input>", settings=settings, progress=progress)
+    if dataset is not None:
+        catalogues.record(dataset.catalogue_name, dataset.name, dataset.source, settings)
     publish(result, settings, online=online, enqueue=enqueue, progress=progress)
     result.seconds = time.perf_counter() - started
     return result

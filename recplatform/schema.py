@@ -232,3 +232,15 @@ batch_recommendations = Table(
     Column("source", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# ----- datasets loaded into this database (recplatform.ingest.catalogues) ---------------------------------------
+# One row per catalogue a `load` or the demo brought in: loading a second, different one is refused unless asked for,
+# so that two catalogues never mix silently (cold-start lists blending Star Wars with synthetic titles).
+datasets = Table(
+    "datasets", metadata,
+    Column("catalogue", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("source", Text, nullable=False, server_default=text("''")),
+    Column("first_loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

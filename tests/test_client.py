@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -217,3 +219,34 @@ def test_cli_commands(planted, monkeypatch):
         assert sql_rows(settings, "SELECT count(*) FROM rec.recommend('u150', 3)")[0][0] == 3
     finally:
         get_settings.cache_clear()
+
+
+def test_client_where_no_server_answers_says_how_to_start_it(tmp_path, monkeypatch):
+    """From a directory where `up` never ran: a RecClientError that says what the CLI says, not psycopg's error."""
+    from typer.testing import CliRunner
+
+    from recplatform.cli import app
+    from recplatform.client import RecClientError, ServiceUnavailableError
+    from recplatform.config import Settings, get_settings
+
+    for key in [k for k in os.environ if k.startswith("RECPLATFORM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    with RecClient() as client:
+        with pytest.raises(ServiceUnavailableError) as info:
+            client.recommend("u1")
+        with pytest.raises(ServiceUnavailableError):
+            client.add_users([{"user_id": "x", "age": 30}], online=False, enqueue=False)
+    assert isinstance(info.value, RecClientError)
+    message = str(info.value)
+    assert "start it with `recplatform up`" in message and str(tmp_path / ".recplatform") in message
+    cli = CliRunner().invoke(app, ["recommend", "u1"])
+    assert cli.exit_code == 1 and "start it with `recplatform up`" in cli.output
+
+    external = Settings(database_url="postgresql://app:s3cret@127.0.0.1:1/recs")
+    with pytest.raises(ServiceUnavailableError) as info:
+        RecClient(external).similar_items("i1")
+    assert "s3cret" not in str(info.value) and "app:***@127.0.0.1:1" in str(info.value)
+    assert "check RECPLATFORM_DATABASE_URL" in str(info.value)
+    get_settings.cache_clear()

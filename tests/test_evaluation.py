@@ -2,13 +2,14 @@
 synthetic data recovers the planted demographic signal, and the report files have the documented shape."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from recplatform.datasets import generate_synthetic
-from recplatform.evaluation import baselines, protocols
+from recplatform.evaluation import baselines, metrics, protocols
 from recplatform.evaluation.report import write_report
 from recplatform.evaluation.runner import EvalConfig, run_evaluation
 
@@ -112,6 +113,47 @@ def test_ease_lambda_is_the_validation_argmax(synthetic):
     lam, scores = baselines.tune_ease_lambda(split.train, items, synthetic.users)
     assert set(scores) == set(baselines.EASE_LAMBDAS)
     assert lam in scores and scores[lam] == max(scores.values())
+
+
+def test_ease_from_one_eigendecomposition_equals_the_inverse_for_every_lambda(synthetic):
+    view = baselines.TrainView.build(synthetic.interactions, list(synthetic.items.item_id), synthetic.users)
+    eigen = baselines.GramEigen.of(view.matrix)
+    histories = view.matrix[:25].toarray().astype(np.float64)
+    projected = histories @ eigen.vectors
+    for lam in (1.0, 50.0, 2000.0):
+        inverse = baselines.ease_weights(view.matrix, lam)
+        np.testing.assert_allclose(eigen.weights(lam), inverse, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(eigen.scores(histories, projected, lam), histories @ inverse, rtol=1e-7, atol=1e-10)
+
+
+def test_ease_tuning_decomposes_once_scores_as_the_inverse_did_and_reports_progress(synthetic, monkeypatch):
+    split = protocols.warm_split(synthetic.interactions)
+    items = list(synthetic.items.item_id)
+    calls = []
+    decompose = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda a: calls.append(a.shape) or decompose(a))
+    steps: list[str] = []
+    lam, scores = baselines.tune_ease_lambda(split.train, items, synthetic.users, progress=steps.append)
+    assert calls == [(len(items), len(items))]  # one eigendecomposition for the whole grid
+    assert steps[0].startswith("EASE tuning: eigendecomposition") and len(steps) == 1 + len(baselines.EASE_LAMBDAS)
+    # the scores the inverse path gives (one inverse per lambda), computed here as main did
+    fit, val = protocols.temporal_holdout(split.train, 0.2)
+    relevant = val[protocols.relevant_mask(val, 4.0)].groupby("user_id")["item_id"].agg(set).to_dict()
+    sub = baselines.TrainView.build(fit, items, synthetic.users)
+    seen = fit[fit["user_id"].isin(relevant.keys())].groupby("user_id")["item_id"].agg(set).to_dict()
+    for grid_lam in baselines.EASE_LAMBDAS:
+        recs = baselines.ease_recs_from(baselines.ease_weights(sub.matrix, grid_lam), sub, list(relevant), seen, 10)
+        expected = float(np.mean([metrics.ndcg_at_k(recs[u], relevant[u], 10) for u in relevant]))
+        assert scores[grid_lam] == pytest.approx(expected, abs=1e-12)
+
+
+def test_warm_protocol_shows_ease_tuning_progress(synthetic):
+    seen: list[str] = []
+    config = EvalConfig(protocols=("warm",), folds=2, seed=0, platform=False, model="hashing:64", n_boot=20)
+    run_evaluation(synthetic, config, progress=lambda description, done: seen.append(description))
+    assert any("EASE tuning: eigendecomposition" in d for d in seen)
+    assert any(re.search(r"EASE tuning: lambda \d+ \(\d/8\)", d) for d in seen), seen
+    assert seen[0].startswith("embedding 120 item cards")
 
 
 def test_end_to_end_baselines_recover_planted_demographic_signal(synthetic, tmp_path):

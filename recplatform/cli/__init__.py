@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import psycopg
 import typer
+from rich.markup import escape
 
 from recplatform.cli import data, demo, evaluate, retrieval, services, workers
-from recplatform.cli.output import console
-from recplatform.config import get_settings, redact_url
+from recplatform.cli.output import HELP_SETTINGS, console
+from recplatform.config import get_settings
+from recplatform.db import unreachable_message
 
 app = typer.Typer(
     help="recplatform: feature-store-backed recommendations (Feast + LLM embeddings in Postgres/pgvector).\n\n"
@@ -18,6 +20,7 @@ app = typer.Typer(
     "everything runs on embedded services under ./.recplatform.",
     no_args_is_help=True,
     add_completion=False,
+    **HELP_SETTINGS,
 )
 for _group in (services, workers, data, retrieval, evaluate, demo):
     _group.register(app)
@@ -30,10 +33,7 @@ def main() -> None:
     try:
         app()
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
-        settings = get_settings()
-        hint = "start it with `recplatform up`" if settings.uses_embedded_postgres else "check RECPLATFORM_DATABASE_URL"
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        console.print(f"[red]cannot reach Postgres[/red] at {redact_url(settings.postgres_url)}: {reason}\n{hint}")
+        console.print(f"[red]{escape(unreachable_message(get_settings(), exc))}[/red]", highlight=False)
         raise SystemExit(1) from None
 
 

@@ -12,18 +12,21 @@ from pathlib import Path
 import typer
 
 from recplatform import features
-from recplatform.cli.output import cli_settings, console, print_table
+from recplatform.cli.output import HELP_SETTINGS, cli_settings, console, fail, print_table
 
 load_app = typer.Typer(
     help="Load a dataset: every row is validated, then everything is upserted in one transaction (all or nothing); "
     "changed rows are then written to Feast's online store and queued for embedding.",
     no_args_is_help=True,
+    **HELP_SETTINGS,
 )
 
 
-def _load(read, label: str, online: bool, enqueue: bool) -> None:
-    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input."""
+def _load(read, label: str, online: bool, enqueue: bool, add: bool = False) -> None:
+    """Read a dataset, ingest it with progress bars, print counts and seconds; exit 1 on bad input or when the
+    database already holds another catalogue (unless ``add``)."""
     from recplatform.ingest import ValidationError  # deferred: pandas (ingestion)
+    from recplatform.ingest.catalogues import MixedCataloguesError  # deferred: pandas (ingestion)
     from recplatform.publish import ingest_and_publish  # deferred: pandas (ingestion)
 
     settings = cli_settings()
@@ -34,8 +37,9 @@ def _load(read, label: str, online: bool, enqueue: bool) -> None:
         read_seconds = time.perf_counter() - started
         console.print(f"read {label}: " + ", ".join(f"{n:,} {k}" for k, n in dataset.counts().items())
                       + f" in {read_seconds:.2f}s")
-        result = ingest_and_publish(dataset=dataset, settings=settings, online=online, enqueue=enqueue, progress=True)
-    except (ValidationError, FileNotFoundError) as exc:
+        result = ingest_and_publish(dataset=dataset, settings=settings, online=online, enqueue=enqueue, progress=True,
+                                    allow_mixed=add)
+    except (ValidationError, FileNotFoundError, MixedCataloguesError) as exc:
         console.print(f"[red]nothing loaded[/red]: {exc}")
         raise typer.Exit(1) from None
     total = time.perf_counter() - started
@@ -61,17 +65,22 @@ def _load(read, label: str, online: bool, enqueue: bool) -> None:
 
 @load_app.command("movielens")
 def load_movielens_command(
-    path: Path = typer.Argument(..., help="MovieLens directory: ml-100k raw layout (u.user, u.item, u.data) "
-                                          "or ml-1m layout (users.dat, movies.dat, ratings.dat)."),
+    path: Path = typer.Argument(..., help="MovieLens directory, layout detected: ml-100k (u.user, u.item, u.data), "
+                                          "ml-1m (users.dat, movies.dat, ratings.dat), or today's CSV releases "
+                                          "ml-latest-small / ml-latest / ml-25m / ml-32m (ratings.csv, movies.csv, "
+                                          "tags.csv, links.csv; no demographics: cold users get popularity)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
     allow_empty: bool = typer.Option(False, "--allow-empty",
                                      help="Load even when the ratings file has no rating (refused otherwise)."),
+    add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
+                                                  "otherwise: lists would mix both; `recplatform down --purge` "
+                                                  "starts afresh)."),
 ) -> None:
-    """Load MovieLens (ml-100k or ml-1m) from GroupLens' files; re-loading the same files changes nothing."""
+    """Load MovieLens from GroupLens' files (ml-100k, ml-1m or the CSV releases); re-loading changes nothing."""
     from recplatform.datasets import load_movielens  # deferred: pandas
 
-    _load(lambda: load_movielens(path, allow_empty=allow_empty), str(path), online, enqueue)
+    _load(lambda: load_movielens(path, allow_empty=allow_empty), str(path), online, enqueue, add)
 
 
 @load_app.command("synthetic")
@@ -81,15 +90,28 @@ def load_synthetic_command(
     seed: int = typer.Option(0, "--seed", help="Random seed, 0 to 2**32-1 (same seed, same data)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
     enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+    add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
+                                                  "otherwise: lists would mix both; `recplatform down --purge` "
+                                                  "starts afresh)."),
 ) -> None:
     """Generate and load a synthetic dataset whose users' genre tastes follow their demographics."""
     from recplatform.datasets import generate_synthetic  # deferred: pandas
 
     _load(lambda: generate_synthetic(users, items, seed=seed), f"synthetic {users}x{items} seed {seed}",
-          online, enqueue)
+          online, enqueue, add)
 
 
-features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True)
+features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True,
+                           **HELP_SETTINGS)
+
+
+class NotInOnlineStoreError(LookupError):
+    """Ids the online store serves nothing for (unknown, or not written yet)."""
+
+    def __init__(self, kind: str, ids: list[str]):
+        super().__init__(f"not in the online store: {kind}_id {', '.join(map(repr, ids))} "
+                         "(unknown id, or not written yet: `recplatform materialize`)")
+        self.ids = ids
 
 
 def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
@@ -97,8 +119,11 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
     try:
         rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
     except RuntimeError as exc:  # repository not applied yet
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        fail(exc, as_json)
+    key = f"{kind}_id"
+    unknown = [str(r[key]) for r in rows if all(v is None for k, v in r.items() if k != key)]
+    if unknown:  # exit 1 (and a JSON error with --json): nulls with exit 0 read as a user with no features
+        fail(NotInOnlineStoreError(kind, unknown), as_json)
     if as_json:
         payload = rows[0] if len(rows) == 1 else rows
         typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
@@ -107,15 +132,11 @@ def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
     cells = [[name, *(", ".join(r[name]) if isinstance(r[name], list) else r[name] for r in rows)]
              for name in names[1:]]
     print_table(f"Feast online features: {kind}", ["feature", *[str(r[names[0]]) for r in rows]], cells)
-    unknown = [r[names[0]] for r in rows if all(v is None for k, v in r.items() if k != names[0])]
-    if unknown:
-        console.print(f"[yellow]not in the online store[/yellow]: {', '.join(unknown)} "
-                      "(unknown id, or not written yet: `recplatform materialize`)")
 
 
 @features_app.command("user")
 def features_user(
-    user_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more user ids."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
 ) -> None:
     """Demographics and activity of users as served by Feast's online store."""
@@ -124,7 +145,7 @@ def features_user(
 
 @features_app.command("item")
 def features_item(
-    item_ids: list[str] = typer.Argument(..., metavar="ID...", help="One or more item ids."),
+    item_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more item ids."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
 ) -> None:
     """Metadata and popularity of items as served by Feast's online store."""

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import typer
+from rich.markup import escape
 
 from recplatform import db, features, services
 from recplatform.cli.output import cli_settings, console, print_recs, print_table
@@ -161,7 +162,13 @@ def demo(
     settings = cli_settings()
     started = time.perf_counter()
     options = DemoOptions(users=users, items=items, seed=seed, worker=worker)
-    steps = run(settings, options)
+    from recplatform.ingest.catalogues import MixedCataloguesError  # deferred: pandas (ingestion)
+
+    try:
+        steps = run(settings, options)
+    except MixedCataloguesError as exc:
+        console.print(f"[red]the demo needs a database of its own[/red]: {escape(str(exc))}")
+        raise typer.Exit(1) from None
     print_table("demo steps", ["step", "seconds"],
                 [[name, f"{seconds:.2f}"] for name, seconds in steps.seconds.items()]
                 + [["total", f"{time.perf_counter() - started:.2f}"]])

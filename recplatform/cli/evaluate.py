@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recplatform import services
+from recplatform.progress import count, elapsed, progress_bar
 from recplatform.cli.output import cli_settings, console, print_table
 
 
@@ -62,7 +62,9 @@ def evaluate_command(
         write_report,
     )
     from recplatform.evaluation.runner import (  # deferred: pandas
+        COLD_USER_SKIPPED,
         EvalConfig,
+        has_demographics,
         run_evaluation,
     )
 
@@ -78,10 +80,15 @@ def evaluate_command(
     started = time.perf_counter()
     with console.status(f"loading {dataset}"):
         data = load_dataset(dataset, seed)
+    if not has_demographics(data.users):
+        if protocols == ("cold-user",):
+            raise typer.BadParameter(f"{dataset} has no user demographics ({COLD_USER_SKIPPED.split(': ', 1)[1]}); "
+                                     "run warm, new-item or onboarding", param_hint="--protocol")
+        if "cold-user" in protocols:
+            console.print(f"[yellow]note[/yellow]: {COLD_USER_SKIPPED}")
     if platform and settings.uses_embedded_postgres:
         services.up(settings)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with progress_bar(count(), elapsed(), description_width=48, console=console) as bar:
         task = bar.add_task("evaluating", total=None)
         result = run_evaluation(data, config, settings,
                                 progress=lambda desc, done: bar.update(task, description=desc, completed=done),

@@ -6,14 +6,34 @@ import json
 from dataclasses import asdict
 from typing import NoReturn
 
+import click
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recplatform.config import Settings, configure_environment, get_settings
 from recplatform.logs import setup_logging
 
 console = Console()
+
+
+
+class WrappingGroup(TyperGroup):
+    """A command group whose list of commands wraps each one's first sentence instead of cutting it ("...")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+#: How every Typer app of the CLI formats --help: click's plain formatter, which wraps long text (rich panels cut
+#: options and help at 80 columns in a pipe) and shows no type for flags, up to 120 columns on wide terminals.
+HELP_SETTINGS = {"rich_markup_mode": None, "cls": WrappingGroup, "context_settings": {"max_content_width": 120}}
 
 
 def cli_settings() -> Settings:
@@ -43,7 +63,19 @@ def print_recs(title: str, recs, as_json: bool = False) -> None:
                 [[r.rank, r.item_id, r.title, f"{r.score:.4f}", r.source] for r in recs])
 
 
-def fail(exc: Exception | str) -> NoReturn:
-    """Print the error in red and exit 1."""
-    console.print(f"[red]{exc}[/red]")
+def error_object(exc: Exception | str) -> dict:
+    """An error as JSON callers read it: ``{"error": {"type", "message", and the id or argument it names}}``."""
+    error: dict = {"type": type(exc).__name__ if isinstance(exc, Exception) else "Error", "message": str(exc)}
+    for name in ("user_id", "item_id", "argument", "ids"):
+        if getattr(exc, name, None) is not None:
+            error[name] = getattr(exc, name)
+    return {"error": error}
+
+
+def fail(exc: Exception | str, as_json: bool = False) -> NoReturn:
+    """Print the error (in red, or as a JSON error object on stdout with ``as_json``) and exit 1."""
+    if as_json:
+        typer.echo(json.dumps(error_object(exc), indent=2, default=str))
+    else:
+        console.print(f"[red]{escape(str(exc))}[/red]")
     raise typer.Exit(1)

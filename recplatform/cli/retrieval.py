@@ -97,7 +97,8 @@ def tune(
 
 
 def recommend(
-    user_id: str = typer.Argument(..., help="A stored user id."),
+    user_id: Optional[str] = typer.Argument(None, help="A stored user id (or give --age/--gender/--occupation/--zip "
+                                                       "for a person who is not stored)."),
     k: int = typer.Option(10, "-k", "--k", help="How many items (1..1000)."),
     genre: Optional[list[str]] = typer.Option(None, "--genre", help="Only items with any of these genres (repeatable)."),
     min_year: Optional[int] = typer.Option(None, "--min-year"),
@@ -109,17 +110,36 @@ def recommend(
                                                 help="Share of the k slots for fresh items (0 = off; default: "
                                                      "rec.retrieval_defaults)."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Do not exclude items the user has seen."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    age: Optional[int] = typer.Option(None, "--age", help="A person who is not stored: their age."),
+    gender: Optional[str] = typer.Option(None, "--gender", help="A person who is not stored: M or F."),
+    occupation: Optional[str] = typer.Option(None, "--occupation", help="A person who is not stored: occupation."),
+    zip_code: Optional[str] = typer.Option(None, "--zip", help="A person who is not stored: ZIP or postal code."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table (errors too)."),
 ) -> None:
-    """Top k items for a user (from the rec.recommend SQL function)."""
+    """Top k items for a stored user (rec.recommend), or for a person who is not stored, from the demographics
+    given (rec.recommend_for_demographic_vector; the same as RecClient.recommend_for_profile)."""
+    profile = {"age": age, "gender": gender, "occupation": occupation, "zip_code": zip_code}
+    given = [f"--{'zip' if name == 'zip_code' else name}" for name, value in profile.items() if value is not None]
+    if user_id is not None and given:
+        fail(f"give a USER_ID or {', '.join(given)} (a person who is not stored), not both", as_json)
+    if user_id is None and not given:
+        fail("give a USER_ID, or --age/--gender/--occupation/--zip for a person who is not stored", as_json)
     with _client() as client:
         try:
-            recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
-                                    years=_years(min_year, max_year), strategy=strategy,
-                                    exploration_share=exploration)
+            if user_id is None:
+                if include_seen or exploration is not None:
+                    fail("--include-seen and --exploration apply to stored users only", as_json)
+                recs = client.recommend_for_profile(**profile, k=k, genres=genre or None,
+                                                    years=_years(min_year, max_year), strategy=strategy)
+            else:
+                recs = client.recommend(user_id, k, exclude_seen=not include_seen, genres=genre or None,
+                                        years=_years(min_year, max_year), strategy=strategy,
+                                        exploration_share=exploration)
         except RecClientError as exc:
-            fail(exc)
-    print_recs(f"recommendations for user {user_id}", recs, as_json)
+            fail(exc, as_json)
+    who = f"user {user_id}" if user_id is not None else "a person who is not stored: " + ", ".join(
+        f"{name}={value}" for name, value in profile.items() if value is not None)
+    print_recs(f"recommendations for {who}", recs, as_json)
 
 
 def new_for_you(
@@ -137,7 +157,7 @@ def new_for_you(
             recs = client.new_for_you(user_id, k, genres=genre or None, years=_years(min_year, max_year),
                                       exclude_seen=not include_seen)
         except RecClientError as exc:
-            fail(exc)
+            fail(exc, as_json)
     print_recs(f"new for user {user_id}", recs, as_json)
 
 
@@ -168,7 +188,7 @@ def similar(
         try:
             recs = client.similar_items(item_id, k, space=space)
         except RecClientError as exc:
-            fail(exc)
+            fail(exc, as_json)
     print_recs(f"items similar to {item_id}", recs, as_json)
 
 
@@ -183,7 +203,7 @@ def explain(
         try:
             result = client.explain(user_id, item_id, k)
         except RecClientError as exc:
-            fail(exc)
+            fail(exc, as_json)
     if as_json:
         typer.echo(json.dumps(asdict(result), indent=2))
         return

@@ -6,8 +6,8 @@ import time
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from recplatform import progress
 from recplatform.cli.output import cli_settings, console, print_table
 from recplatform.config import redact_url
 from recplatform.embedding import pipeline, spaces
@@ -90,9 +90,9 @@ def embed(
 
 
 def _progress():
-    return Progress(TextColumn("[bold]embedding[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:>7.1f} items/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console)
+    return progress.progress_bar(progress.count(), progress.text("{task.fields[rate]:,.1f} items/s"),
+                                 progress.remaining(), description="[bold]embedding[/] {task.description}",
+                                 console=console)
 
 
 def embed_local(settings, target, batch_size) -> None:

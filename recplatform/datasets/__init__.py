@@ -36,6 +36,11 @@ class Dataset:
     interactions: pd.DataFrame
     truth: dict = field(default_factory=dict)
     source: str = ""
+    catalogue: str = ""  # the id space (recplatform.ingest.catalogues); "" = the name
+
+    @property
+    def catalogue_name(self) -> str:
+        return self.catalogue or self.name
 
     def counts(self) -> dict[str, int]:
         return {"users": len(self.users), "items": len(self.items), "interactions": len(self.interactions)}

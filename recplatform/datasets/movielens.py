@@ -1,4 +1,6 @@
-"""MovieLens loader: GroupLens' raw ml-100k layout (u.user, u.item, u.data) and the ml-1m ``::`` layout.
+"""MovieLens loader: GroupLens' raw ml-100k layout (u.user, u.item, u.data), the ml-1m ``::`` layout, and the
+CSV layout of today's releases (ml-latest-small, ml-latest, ml-25m, ml-32m: ratings.csv, movies.csv, tags.csv,
+links.csv).
 
 Decisions on the data's quirks (see ``../shared/data/ml-100k/README.md``):
 
@@ -19,13 +21,32 @@ Decisions on the data's quirks (see ``../shared/data/ml-100k/README.md``):
   --allow-empty``);
 - ratings become float ratings with weight 1.0, event type ``rating``, ``occurred_at`` the unix timestamp in UTC.
 
+The CSV layout (GroupLens' README for ml-latest): UTF-8, a header row in every file, fields quoted where they hold
+a comma or a quote (``"American President, The (1995)"``), half-star ratings 0.5-5.0, genres ``A|B`` with
+``(no genres listed)`` for none, the year only in the title:
+
+- the header of each file must be exactly GroupLens' (``userId,movieId,rating,timestamp`` …): another file with the
+  same name is refused, naming the file and line 1; ``movies.csv`` and ``ratings.csv`` are required, ``tags.csv``
+  and ``links.csv`` are optional;
+- there is **no user file and no demographics**: users are the ``userId`` values of ``ratings.csv`` with age,
+  gender, occupation and ZIP unknown, so cold users are served by popularity (a user with nothing to describe
+  them has no demographic neighbours) and the cold-user evaluation protocol does not apply;
+- ``tags.csv`` (free text per user and movie) becomes item text: a movie's tags, most users first (ties
+  alphabetical, case-insensitively de-duplicated), rendered by :func:`recplatform.text.tags_text` as its
+  ``description`` (so they reach the item card, the content hash and Feast) and kept in ``extra["tags"]``;
+- ``links.csv`` gives ``extra["imdb_id"]`` (with its leading zeros), ``extra["imdb_url"]`` and ``extra["tmdb_id"]``;
+- ratings.csv is read by pandas' C parser (ml-32m has 32 million lines); a line it cannot parse is found again
+  line by line and named.
+
 A malformed line raises :class:`recplatform.ingest.ValidationError` naming the file, the line and the field.
 Every frame records its file and lines (see :mod:`recplatform.datasets`), so later validation errors do too.
 """
 
 from __future__ import annotations
 
+import csv
 import re
+from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +56,7 @@ import pandas as pd
 
 from recplatform.datasets import Dataset, with_source
 from recplatform.ingest import ValidationError
+from recplatform.text.templates import tags_text
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -56,20 +78,39 @@ def load_movielens(path: str | Path, *, allow_empty: bool = False) -> Dataset:
     empty ``u.data`` is far more often a failed download or copy than an intended load of users and items only.
     """
     root = Path(path).expanduser()
-    if (root / "u.data").exists():
+    layout = detect_layout(root)
+    if layout == "ml-100k":
         dataset = _load_100k(root)
-    elif (root / "ratings.dat").exists():
+    elif layout == "ml-1m":
         dataset = _load_1m(root)
+    elif layout == "csv":
+        dataset = _load_csv(root)
     else:
         raise FileNotFoundError(
-            f"{root}: not a MovieLens directory (expected u.user/u.item/u.data of ml-100k "
-            f"or users.dat/movies.dat/ratings.dat of ml-1m)")
+            f"{root}: not a MovieLens directory (expected u.user/u.item/u.data of ml-100k, "
+            f"users.dat/movies.dat/ratings.dat of ml-1m, or ratings.csv/movies.csv of ml-latest, ml-25m, ml-32m)")
     if not allow_empty and len(dataset.interactions) == 0:
-        ratings = root / ("u.data" if (root / "u.data").exists() else "ratings.dat")
+        ratings = root / {"ml-100k": "u.data", "ml-1m": "ratings.dat", "csv": "ratings.csv"}[layout]
         raise ValidationError(str(ratings), None, "interactions", 0,
                               "the ratings file has no rating (pass allow_empty=True / --allow-empty to load "
                               "users and items only)", is_file=True)
     return dataset
+
+
+def detect_layout(root: Path) -> str | None:
+    """``ml-100k``, ``ml-1m`` or ``csv`` (today's GroupLens releases) from the files in ``root``; None if none."""
+    if (root / "u.data").exists():
+        return "ml-100k"
+    if (root / "ratings.dat").exists():
+        return "ml-1m"
+    if (root / "ratings.csv").exists() or (root / "movies.csv").exists():
+        return "csv"
+    return None
+
+
+def has_demographics(root: str | Path) -> bool:
+    """Whether the MovieLens directory's layout carries user demographics (the CSV releases do not)."""
+    return detect_layout(Path(root).expanduser()) in ("ml-100k", "ml-1m")
 
 
 # ----- helpers ------------------------------------------------------------------------------------
@@ -286,5 +327,152 @@ def _load_1m(root: Path) -> Dataset:
         users=_users_frame(users, user_lines, root / "users.dat"),
         items=_items_frame(items, item_lines, root / "movies.dat"),
         interactions=_ratings(root / "ratings.dat", "::"),
+        source=str(root),
+    )
+
+
+# ----- the CSV layout (ml-latest-small, ml-latest, ml-25m, ml-32m) ------------------------------------------------
+CSV_HEADERS = {
+    "ratings.csv": ["userId", "movieId", "rating", "timestamp"],
+    "movies.csv": ["movieId", "title", "genres"],
+    "tags.csv": ["userId", "movieId", "tag", "timestamp"],
+    "links.csv": ["movieId", "imdbId", "tmdbId"],
+}
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a GroupLens CSV file after its header, which must be GroupLens' own."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    names = CSV_HEADERS[path.name]
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ValidationError(str(path), 1, "header", "", f"empty file; expected the header "
+                                      f"{','.join(names)}", is_file=True)
+            if [h.strip().lstrip("\ufeff") for h in header] != names:
+                raise ValidationError(str(path), 1, "header", ",".join(header),
+                                      f"expected GroupLens' header {','.join(names)}", is_file=True)
+            start = reader.line_num
+            for fields in reader:
+                if not fields or fields == [""]:
+                    start = reader.line_num
+                    continue
+                lineno = start + 1
+                start = reader.line_num
+                if len(fields) != len(names):
+                    field = names[len(fields)] if len(fields) < len(names) else f"field {len(names) + 1}"
+                    raise ValidationError(str(path), lineno, field, ",".join(fields),
+                                          f"expected {len(names)} comma-separated fields, found {len(fields)}",
+                                          is_file=True)
+                yield lineno, fields
+        except UnicodeDecodeError as exc:
+            raise ValidationError(str(path), reader.line_num + 1, "line", repr(exc.object[exc.start:exc.start + 8]),
+                                  f"byte 0x{exc.object[exc.start]:02x} is not UTF-8 text", is_file=True) from None
+        except csv.Error as exc:
+            raise ValidationError(str(path), reader.line_num, "line", "", f"not CSV: {exc}", is_file=True) from None
+
+
+def _csv_ratings(path: Path) -> pd.DataFrame:
+    """ratings.csv by pandas' C parser; any line it refuses is found and named by the line-by-line reader."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype={"userId": str, "movieId": str, "rating": "float64", "timestamp": "int64"},
+                            encoding="utf-8", skip_blank_lines=False, keep_default_na=False, na_filter=False)
+        if list(frame.columns) != CSV_HEADERS["ratings.csv"]:
+            raise ValueError("header")
+        ok = bool(frame["userId"].str.strip().ne("").all() and frame["movieId"].str.strip().ne("").all()
+                  and np.isfinite(frame["rating"].to_numpy()).all())
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        ok = False
+    if not ok:  # the slow path exists to name the line; it raises at the first bad one
+        rows = [(lineno, _id(path, lineno, "userId", f[0]), _id(path, lineno, "movieId", f[1]),
+                 _float(path, lineno, "rating", f[2]), _int(path, lineno, "timestamp", f[3]))
+                for lineno, f in _csv_rows(path)]
+        frame = pd.DataFrame([r[1:] for r in rows], columns=CSV_HEADERS["ratings.csv"])
+        lines = [r[0] for r in rows]
+    else:
+        lines = list(range(2, len(frame) + 2))
+    out = pd.DataFrame({
+        "user_id": pd.Series(frame["userId"].str.strip().to_numpy(), dtype=object),
+        "item_id": pd.Series(frame["movieId"].str.strip().to_numpy(), dtype=object),
+        "rating": frame["rating"].to_numpy(dtype="float64"),
+        "weight": np.ones(len(frame), dtype="float64"),
+        "event_type": "rating",
+        "occurred_at": pd.to_datetime(frame["timestamp"].to_numpy(dtype="int64"), unit="s", utc=True),
+    })
+    return with_source(out, str(path), lines)
+
+
+def _csv_tags(path: Path) -> dict[str, list[str]]:
+    """Each movie's tags, most users first (ties alphabetical); spelling variants count as one tag."""
+    if not path.exists():
+        return {}
+    users: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    spelling: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for lineno, (user, movie, tag, _) in _csv_rows(path):
+        text = " ".join(tag.split())
+        if not text:
+            continue
+        key = text.casefold()
+        movie = _id(path, lineno, "movieId", movie)
+        users[movie][key].add(user.strip())
+        spelling[movie][key][text] += 1
+    return {movie: [spelling[movie][key].most_common(1)[0][0]
+                    for key in sorted(by_tag, key=lambda k: (-len(by_tag[k]), k))]
+            for movie, by_tag in users.items()}
+
+
+def _csv_links(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    links: dict[str, dict] = {}
+    for lineno, (movie, imdb, tmdb) in _csv_rows(path):
+        extra = {}
+        if imdb.strip():
+            if not imdb.strip().isdigit():
+                raise ValidationError(str(path), lineno, "imdbId", imdb, "not a number", is_file=True)
+            extra["imdb_id"] = imdb.strip()
+            extra["imdb_url"] = f"https://www.imdb.com/title/tt{imdb.strip()}/"
+        if tmdb.strip():
+            extra["tmdb_id"] = tmdb.strip()
+        links[_id(path, lineno, "movieId", movie)] = extra
+    return links
+
+
+def _load_csv(root: Path) -> Dataset:
+    tags = _csv_tags(root / "tags.csv")
+    links = _csv_links(root / "links.csv")
+    path = root / "movies.csv"
+    items, item_lines = [], []
+    for lineno, (movie, title, genres) in _csv_rows(path):
+        item_id = _id(path, lineno, "movieId", movie)
+        title = title.strip()
+        extra = dict(links.get(item_id, {}))
+        if item_id in tags:
+            extra["tags"] = tags[item_id][:50]
+        items.append({
+            "item_id": item_id,
+            "title": title,
+            "year": _title_year(title),
+            "genres": [g.strip() for g in genres.split("|") if g.strip() and g.strip() != "(no genres listed)"],
+            "description": tags_text(tags.get(item_id, [])),
+            "extra": extra,
+        })
+        item_lines.append(lineno)
+
+    interactions = _csv_ratings(root / "ratings.csv")
+    first = interactions.reset_index().drop_duplicates("user_id")
+    users = [{"user_id": u, "age": None, "gender": None, "occupation": None, "zip_code": None}
+             for u in first["user_id"]]
+    name = root.name if root.name.startswith("ml-") else "movielens-csv"
+    return Dataset(
+        name=name,
+        users=_users_frame(users, first["line"].tolist(), root / "ratings.csv"),
+        items=_items_frame(items, item_lines, root / "movies.csv"),
+        interactions=interactions,
         source=str(root),
     )

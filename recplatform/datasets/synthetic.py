@@ -243,7 +243,7 @@ def generate_synthetic(n_users: int, n_items: int, seed: int = 0, *, interaction
             "popularity_exponent": popularity_exponent,
         },
     }
-    return Dataset(name=f"synthetic-{n_users}x{n_items}-seed{seed}", users=users, items=items,
+    return Dataset(name=f"synthetic-{n_users}x{n_items}-seed{seed}", catalogue="synthetic", users=users, items=items,
                    interactions=interactions, truth=truth, source=f"synthetic(seed={seed})")
 
 

@@ -50,17 +50,11 @@ class Encoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if not progress:
             return self._encode(items, self.batch_tokens, None)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # deferred: rich progress bar, only with progress=True
+        from recplatform.progress import count, progress_bar, remaining, text  # deferred: rich progress bar, only with progress=True
 
-        columns = (
-            TextColumn("[bold]embedding[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-        )
         started = time.perf_counter()
-        with Progress(*columns, transient=False) as bar:
+        with progress_bar(count(), text("{task.fields[rate]}"), remaining(),
+                          description="[bold]embedding[/] {task.description}", transient=False) as bar:
             task = bar.add_task(self.model_ref, total=len(items), rate="")
 
             def advance(done: int) -> None:

@@ -159,7 +159,8 @@ Progress = Callable[[str, int], None]  # (description, steps done) callback
 
 
 def _baseline_recs(name: str, split: Split, view: baselines.TrainView, k: int, seed: int,
-                   threshold: float, params: dict) -> dict[str, list[str]]:
+                   threshold: float, params: dict,
+                   note: Callable[[str], None] | None = None) -> dict[str, list[str]]:
     users = split.test_users
     if name == "random":
         return baselines.random_recs(view, users, split.exclude, k, seed=seed * 1000 + split.fold)
@@ -170,10 +171,29 @@ def _baseline_recs(name: str, split: Split, view: baselines.TrainView, k: int, s
         params.setdefault("min_users_by_fold", []).append(m)
         return baselines.segment_popularity_recs(view, users, split.exclude, k, min_users=m)
     if name == "cf":
-        recs, lam = baselines.ease_recs(view, split.train, users, split.exclude, k, threshold=threshold)
+        recs, lam = baselines.ease_recs(view, split.train, users, split.exclude, k, threshold=threshold,
+                                        progress=note)
         params.setdefault("ease_lambda_by_fold", []).append(lam)
         return recs
     raise ValueError(f"unknown baseline {name!r}")
+
+
+COLD_USER_SKIPPED = ("cold-user protocol skipped: no user has demographics (age, gender, occupation or ZIP; "
+                     "GroupLens' CSV releases carry none), so a held-out user is known by nothing; the platform "
+                     "serves such users by popularity")
+
+
+def has_demographics(users: pd.DataFrame) -> bool:
+    """Whether any user has one demographic field (the cold-user protocol predicts from them alone)."""
+    fields = [c for c in ("age", "gender", "occupation", "zip_code") if c in users.columns]
+    return bool(len(users) and fields and users[fields].notna().any(axis=None))
+
+
+def _step_note(progress: Progress | None, prefix: str, done: int) -> Callable[[str], None]:
+    """A callback that shows what a long step is doing now (the bar's description), without advancing it."""
+    if progress is None:
+        return lambda _text: None
+    return lambda text: progress(prefix + text, done)
 
 
 def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None, *,
@@ -186,6 +206,8 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
     items = dataset.items
     item_ids = [str(i) for i in items["item_id"]]
     item_counts = interactions["item_id"].value_counts().to_dict()
+    if progress:
+        progress(f"embedding {len(items):,} item cards (for diversity)", 0)
     vectors, why = item_content_vectors(items, config.model)
     if why:
         notes.append(why)
@@ -196,10 +218,14 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
         if not platform_available:
             notes.append(f"platform strategies not run: {why}")
 
+    protocols = config.protocols
+    if "cold-user" in protocols and not has_demographics(dataset.users):
+        protocols = tuple(p for p in protocols if p != "cold-user")
+        notes.append(COLD_USER_SKIPPED)
     plan = {p: splits(p, interactions, folds=config.folds, seed=config.seed, threshold=config.threshold,
                       warm_fraction=config.warm_fraction, new_item_fraction=config.new_item_fraction,
                       onboarding_users=config.onboarding_users, onboarding_steps=config.onboarding_steps)
-            for p in config.protocols}
+            for p in protocols}
     if on_total:
         on_total(sum(len(s) for s in plan.values()) * (2 if platform_available else 1))
     done = 0
@@ -231,8 +257,10 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
             for name in names:
                 t0 = time.perf_counter()
                 params.setdefault(name, {})
+                note = _step_note(progress, f"{protocol} fold {split.fold + 1}/{len(split_list)}: ", done)
+                note(f"baseline {name}")
                 recs.setdefault(name, {}).update(
-                    _baseline_recs(name, split, view, depth, config.seed, config.threshold, params[name]))
+                    _baseline_recs(name, split, view, depth, config.seed, config.threshold, params[name], note))
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                 kinds[name] = "baseline"
                 defaults[name] = False
@@ -294,7 +322,10 @@ def _run_onboarding(dataset, split_list: list[Split], config: EvalConfig, settin
         t0 = time.perf_counter()
         m = baselines.tune_segment_min_users(view, split.train, seed=config.seed + split.fold, threshold=config.threshold)
         segment = baselines.segment_scores(view, m)
-        lam, _ = baselines.tune_ease_lambda(split.train, item_ids, dataset.users, threshold=config.threshold)
+        note = _step_note(progress, f"onboarding fold {split.fold + 1}/{len(split_list)}: ", done)
+        lam, _ = baselines.tune_ease_lambda(split.train, item_ids, dataset.users, threshold=config.threshold,
+                                            progress=note)
+        note(f"EASE: fitting lambda {lam:g} on the training users")
         weights = baselines.ease_weights(view.matrix, lam)
         params.setdefault("segment_popularity", {}).setdefault("min_users_by_fold", []).append(m)
         params.setdefault("cf", {}).setdefault("ease_lambda_by_fold", []).append(lam)

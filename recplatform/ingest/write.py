@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from psycopg.types.json import Jsonb
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recplatform.config import Settings, get_settings
 from recplatform.content import item_content_hash, user_content_hash
 from recplatform.db import transaction
 from recplatform.ingest.validate import SPECS, Table, ValidationError, validate
+from recplatform.progress import count, elapsed, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ class _Progress:
     def __init__(self, enabled: bool, total: int) -> None:
         self._bar = None
         if enabled:
-            self._bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), transient=False)
+            self._bar = progress_bar(count(), elapsed(), transient=False)
             self._total = total
 
     def __enter__(self) -> "_Progress":

@@ -1,5 +1,6 @@
 -- The list without exploration: warm taste, onboarding, or a cold strategy (what rec.recommend served before
--- revision 0005, plus the onboarding path). p_n is the user's number of distinct items.
+-- revision 0005, plus the onboarding path). p_n is the user's number of distinct items. A user without any
+-- demographic field is served as if it had no demographic vector (popularity; revision 0012).
 CREATE OR REPLACE FUNCTION rec._recommend_main(p_user text, p_k integer, p_seen text[], p_n integer, p_genres text[],
                                     p_min_year integer, p_max_year integer, p_strategy text,
                                     p_weight double precision, p_content_weight double precision)
@@ -23,7 +24,11 @@ BEGIN
     END IF;
     IF v_content IS NOT NULL THEN
         SELECT t.embedding INTO v_demo FROM rec.user_embeddings t
-        WHERE t.space_id = v_content AND t.user_id = v_user AND t.kind = 'demographic';
+        WHERE t.space_id = v_content AND t.user_id = v_user AND t.kind = 'demographic'
+          -- a user with no demographics ("A person.") has no demographic neighbours: served by popularity
+          AND EXISTS (SELECT 1 FROM rec.users u WHERE u.user_id = v_user
+                      AND (u.age IS NOT NULL OR u.gender IS NOT NULL OR u.occupation IS NOT NULL
+                           OR u.zip_code IS NOT NULL));
     END IF;
     SELECT * INTO v_onb FROM rec.retrieval_defaults d WHERE d.user_type = 'onboarding';
     IF p_n > 0 AND (v_strategy = 'onboarding'

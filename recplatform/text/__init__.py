@@ -7,6 +7,7 @@ from recplatform.text.templates import (
     display_title,
     history_prompt,
     item_card,
+    tags_text,
     user_prompt,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "display_title",
     "history_prompt",
     "item_card",
+    "tags_text",
     "user_prompt",
     "zip_region",
     "zip_state",

@@ -21,6 +21,7 @@ __all__ = [
     "TEMPLATE_VERSION",
     "HISTORY_MAX_TITLES",
     "item_card",
+    "tags_text",
     "user_prompt",
     "history_prompt",
     "display_title",
@@ -117,6 +118,33 @@ def _genres(value: object) -> list[str]:
 def _sentence(text: str) -> str:
     text = " ".join(str(text).split())
     return text if text[-1:] in ".!?" else text + "."
+
+
+#: How many tags an item's text carries (the caller passes them most used first) and how long one may be.
+MAX_TAGS = 12
+MAX_TAG_LENGTH = 60
+
+
+def tags_text(tags: Sequence[str], *, max_tags: int = MAX_TAGS) -> str | None:
+    """Free-text tags as one sentence of item text ("Tagged: pixar, time travel, funny."), or None without any.
+
+    Datasets without descriptions (MovieLens' ``tags.csv``) store it as the item's description, so it reaches the
+    item card, the content hash and Feast like any description. Tags are de-duplicated case-insensitively in
+    their order; overlong tags are left out."""
+    shown: list[str] = []
+    seen: set[str] = set()
+    for tag in tags:
+        if _missing(tag):
+            continue
+        text = " ".join(str(tag).split())
+        key = text.casefold()
+        if len(text) > MAX_TAG_LENGTH or key in seen:
+            continue
+        seen.add(key)
+        shown.append(text)
+        if len(shown) == max_tags:
+            break
+    return f"Tagged: {', '.join(shown)}." if shown else None
 
 
 def item_card(item: Mapping) -> str:
