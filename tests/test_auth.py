@@ -47,7 +47,7 @@ def _refused(conninfo: str) -> str:
 
 
 def _psql() -> str:
-    return services._pg_bin("psql")
+    return services.pg_bin("psql")
 
 
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
 """Starting and stopping Celery worker processes: pool defaults from the hardware, the command line, and the
-one background worker that ``recplatform up --worker`` runs for the embedded default (pid under state_dir/pids).
+one background worker (with the single beat) that ``recplatform up`` runs for the embedded default (pids under
+state_dir).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 import psutil
 
 from recplatform.config import Settings, feast_env
-from recplatform.embedding.loader import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def plan(settings: Settings, *, queues: str = "embed,default", concurrency: int 
     if pool not in ("solo", "threads", "prefork", "processes"):
         raise ValueError(f"pool: expected solo, threads or prefork, got {pool!r}")
     if concurrency is None:
+        from recplatform.embedding.loader import available_cpus  # deferred: numpy (the embedding package)
+
         concurrency = 1 if pool == "solo" else max(1, available_cpus() // 4)
     if concurrency < 1:
         raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
@@ -86,6 +88,30 @@ def local_worker_pid(settings: Settings) -> int | None:
     except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
         pass
     return None
+
+
+def beat_pid(settings: Settings) -> int | None:
+    """The beat that holds the local schedule's lock (``<schedule>.lock`` names its holder), if it runs."""
+    try:
+        pid = int((settings.state_dir / "celerybeat-schedule.lock").read_text().split()[0])
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE and "celery" in " ".join(proc.cmdline()):
+            return pid
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return None
+
+
+def workers_answering(settings: Settings, timeout: float = 1.0) -> list[str]:
+    """Names of the workers that answer a ping on the configured broker within ``timeout`` seconds."""
+    from recplatform.workers.app import make_app  # deferred: celery
+
+    try:
+        replies = make_app(settings).control.ping(timeout=timeout) or []
+    except Exception as exc:  # noqa: BLE001 - a broker that does not answer has no worker answering either
+        log.warning("could not ping workers: %s", exc)
+        return []
+    return sorted(name for reply in replies for name in reply)
 
 
 def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
