@@ -18,7 +18,7 @@ OWNER = "postgres"
 def _embedded(settings: Settings, user: str, password: str | None, *, tcp: bool) -> str:
     userinfo = f"{user}:{quote(password, safe='')}" if password else user
     if tcp:
-        where, query = f"127.0.0.1:{settings.pg_port}", []
+        where, query = f"127.0.0.1:{settings.pg_port}", ["sslmode=disable"]
     else:
         where, query = "", [f"host={quote(str(settings.pg_socket_dir), safe='')}"]
         if settings.pg_port:

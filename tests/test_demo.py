@@ -28,7 +28,7 @@ def demo_env(services_settings):
            "RECPLATFORM_DATABASE_NAME": settings.database_name, "RECPLATFORM_FEATURE_SERVER_PORT": str(port),
            "COLUMNS": "200"}
     yield settings, env
-    stop_local_worker(settings, timeout=30)
+    stop_local_worker(settings, timeout=10)
     stop_feature_server(settings)
 
 

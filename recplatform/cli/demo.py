@@ -24,7 +24,7 @@ from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
 from recplatform.features.server import start_feature_server
 from recplatform.retrieval import training
-from recplatform.workers.process import start_local_worker
+from recplatform.workers.process import start_local_worker, wait_for_beat
 
 NEW_USER = {"user_id": "demo-newcomer", "age": 27, "gender": "F", "occupation": "engineer", "zip_code": "94110"}
 NEW_PERSON = {"age": 63, "gender": "M", "occupation": "retired", "zip_code": "33139"}
@@ -140,6 +140,7 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
               ["rank", "item_id", "title", "score", "source"], [list(r) for r in rows])
     with steps.step("9. the platform keeps running"):
         start_local_worker(settings)  # consumes the queue from now on: new users and items get embedded
+        wait_for_beat(settings)
         print_table("services", ["service", "state", "pid"],
                     [[s.name, "running" if s.running else "DOWN", s.pid] for s in services.status(settings)])
     return steps

@@ -16,7 +16,7 @@ from recplatform.cli.output import cli_settings, console
 from recplatform.config import Settings, redact_url
 from recplatform.connections import connection_strings, reader_psql
 from recplatform.features.server import start_feature_server
-from recplatform.workers.process import start_local_worker
+from recplatform.workers.process import start_local_worker, wait_for_beat
 
 
 def _rows(settings: Settings) -> list[services.ServiceStatus]:
@@ -68,6 +68,8 @@ def up(worker: bool = typer.Option(True, "--worker/--no-worker",
         except RuntimeError as exc:
             console.print(f"[red]the Feast feature server did not start[/red]: {exc}\n"
                           "online reads and writes fall back to in-process Feast")
+    if worker and wait_for_beat(settings) is None:
+        console.print(f"[red]the worker's beat did not start[/red]: see {settings.state_dir / 'logs' / 'worker.log'}")
     console.print(f"[green]ready[/green] in {time.perf_counter() - started:.2f}s")
     print_status(settings)
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -136,6 +137,17 @@ def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
     log.info("worker started (pid %s, pool %s x%d on %s, log %s)", proc.pid, p.pool, p.concurrency, p.device,
              logs / "worker.log")
     return proc.pid
+
+
+def wait_for_beat(settings: Settings, timeout: float = 60.0) -> int | None:
+    """Wait until the local worker runs its beat (it starts once the worker has booted); its pid, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = beat_pid(settings)
+        if pid or local_worker_pid(settings) is None:
+            return pid
+        time.sleep(0.2)
+    return None
 
 
 def stop_local_worker(settings: Settings, timeout: float = 60.0) -> bool:
