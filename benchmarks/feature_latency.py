@@ -5,7 +5,8 @@ goes first; medians over ``--rounds``):
 
 * ``recplatform features user ID --json``: the wall time of the whole command (process start to exit);
 * ``RecClient().add_users([one user])`` (enqueue on, as by default): the call's wall time inside a fresh process
-  (the first call pays for whatever it imports), and the process's wall time.
+  (the first call pays for whatever it imports), a second call in the same process, and the process's wall time;
+* floors that no Feast path goes below: ``python -c pass`` and ``python -c "import recplatform.cli"``.
 
 Arm ``http``: the feature server ``recplatform up`` starts answers (``RECPLATFORM_FEATURE_SERVER_PORT`` = its
 port). Arm ``in-process``: the same commands with the port pointing where no server runs, so the platform falls
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -39,16 +40,19 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recplatform import db, features, services  # noqa: E402
-from recplatform.config import Settings  # noqa: E402
-from recplatform.features.server import start_feature_server, stop_feature_server  # noqa: E402
+from recplatform import db, features, services
+from recplatform.config import Settings
+from recplatform.features.server import start_feature_server, stop_feature_server
 
 console = Console(width=int(os.environ.get("COLUMNS", "150")))
-TARGETS = {"features user (command wall)": 0.5, "add_users one user (call)": 0.3}
+TARGETS = {"features user (command wall)": 0.5, "add_users one user (first call)": 0.3,
+           "add_users one user (next call)": 0.3}
 ADD_USER = ("import json, sys, time; from recplatform.client import RecClient; client = RecClient(); "
-            "t = time.perf_counter(); client.add_users([{'user_id': sys.argv[1], 'age': 31, 'gender': 'F', "
-            "'occupation': 'writer', 'zip_code': '10001'}]); "
-            "print(json.dumps({'call': time.perf_counter() - t, 'feast': 'feast' in sys.modules}))")
+            "user = {'user_id': sys.argv[1], 'age': 31, 'gender': 'F', 'occupation': 'writer', 'zip_code': '10001'}; "
+            "t = time.perf_counter(); client.add_users([user]); first = time.perf_counter() - t; "
+            "t = time.perf_counter(); client.add_users([{**user, 'user_id': sys.argv[1] + '-b'}]); "
+            "print(json.dumps({'call': first, 'again': time.perf_counter() - t, 'feast': 'feast' in sys.modules}))")
+FLOORS = {"floor: python -c pass": ["-c", "pass"], "floor: import recplatform.cli": ["-c", "import recplatform.cli"]}
 
 
 def _free_port() -> int:
@@ -59,7 +63,7 @@ def _free_port() -> int:
 
 def _timed(argv: list[str], env: dict) -> tuple[float, str]:
     started = time.perf_counter()
-    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     wall = time.perf_counter() - started
     if run.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed: {run.stderr[-2000:]}")
@@ -81,9 +85,10 @@ def main() -> None:
     env.pop("RECPLATFORM_DATABASE_NAME", None)
     arms = {"http": {**env, "RECPLATFORM_FEATURE_SERVER_PORT": str(port)},
             "in-process": {**env, "RECPLATFORM_FEATURE_SERVER_PORT": str(_free_port())}}  # nobody listens there
-    samples: dict[str, dict[str, list[float]]] = {arm: {"features user (command wall)": [],
-                                                        "add_users one user (call)": [],
-                                                        "add_users one user (process wall)": []} for arm in arms}
+    samples: dict[str, dict[str, list[float]]] = {
+        arm: {name: [] for name in ("features user (command wall)", "add_users one user (first call)",
+                                    "add_users one user (next call)", "add_users one user (process wall)", *FLOORS)}
+        for arm in arms}
     feast_imported: dict[str, set] = {arm: set() for arm in arms}
     try:
         with console.status("services, schema, Feast repository, synthetic data"):
@@ -107,9 +112,13 @@ def main() -> None:
             for arm in order:
                 wall, out = _timed([python, "-c", ADD_USER, f"bench-{arm}-{n}"], arms[arm])
                 got = json.loads(out.strip().splitlines()[-1])
-                samples[arm]["add_users one user (call)"].append(got["call"])
+                samples[arm]["add_users one user (first call)"].append(got["call"])
+                samples[arm]["add_users one user (next call)"].append(got["again"])
                 samples[arm]["add_users one user (process wall)"].append(wall)
                 feast_imported[arm].add(got["feast"])
+            for arm in order:  # what no Feast path can go below: the interpreter, and the CLI's own imports
+                for name, argv in FLOORS.items():
+                    samples[arm][name].append(_timed([python, *argv], arms[arm])[0])
             console.print(f"round {n + 1}/{args.rounds} done")
     finally:
         stop_feature_server(settings)
@@ -139,7 +148,7 @@ def main() -> None:
                   f"in-process {sorted(feast_imported['in-process'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "benchmark": "feature_latency", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "feature_latency", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/feature_latency.py " + " ".join(sys.argv[1:]),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "rounds": args.rounds, "users": args.users,

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import time
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -105,7 +104,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print every servi
     typer.echo(json.dumps(payload, indent=2))
 
 
-def sql(command: Optional[str] = typer.Option(None, "--command", "-c", help="Run one statement and exit "
+def sql(command: str | None = typer.Option(None, "--command", "-c", help="Run one statement and exit "
                                               "(otherwise an interactive session)."),
         ) -> None:
     """A read-only psql session as rec_reader (the analytics role): `recplatform sql -c "SELECT 1"`."""
@@ -114,7 +113,7 @@ def sql(command: Optional[str] = typer.Option(None, "--command", "-c", help="Run
     argv = [services.pg_bin("psql"), "-X", "-v", "ON_ERROR_STOP=1", url]
     if command is not None:
         argv += ["-c", command]
-    result = subprocess.run(argv, env={**os.environ, **env})
+    result = subprocess.run(argv, env={**os.environ, **env}, check=False)
     raise typer.Exit(result.returncode)
 
 

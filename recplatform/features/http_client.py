@@ -12,7 +12,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -64,7 +64,7 @@ def _from_json(value: Any, dtype: str | None) -> Any:
     if value is None:
         return None
     if dtype == "UnixTimestamp":
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if dtype in ("Int64", "Int32"):
         return int(value)
     if dtype in ("Float64", "Float32"):
