@@ -74,12 +74,13 @@ def _record(settings: Settings) -> dict:
 
 
 def served_url(settings: Settings) -> str | None:
-    """The URL of a feature server started for this database on the configured port, or None (no server
-    recorded, or one that serves another database or port). Whether it answers is the caller's to find out."""
+    """The URL of a feature server started for this database on the configured port, or None (none recorded,
+    its process gone, or one that serves another database or port: then whatever else may listen on that port
+    is never asked). Whether it answers is the caller's to find out."""
     record = _record(settings)
     if record.get("target") != target(settings) or record.get("port") != settings.feature_server_port:
         return None
-    return settings.feature_server_url
+    return settings.feature_server_url if server_pid(settings) else None
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
