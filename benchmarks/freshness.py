@@ -1,6 +1,6 @@
 """Freshness: seconds from ingesting one new item or user to being served, through the real worker.
 
-A platform under a temporary state directory (``recplatform up --worker``, ``init``, ``load synthetic``, ``embed
+A platform under a temporary state directory (``recplatform up``: services, a worker with beat, the feature server; ``init``, ``load synthetic``, ``embed
 --wait``, ``train``: embedded Postgres+pgvector, Redis, one Celery worker with beat, the configured encoder),
 then, ``--rounds`` times, interleaved:
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = get_settings()
     started = time.perf_counter()
     try:
-        for step in (("up", "--worker"), ("init",), ("load", "synthetic", "--users", "300", "--items", "200"),
+        for step in (("up",), ("init",), ("load", "synthetic", "--users", "300", "--items", "200"),
                      ("embed", "--wait"), ("train",)):
             cli(env, *step)
         console.print(f"platform ready in {time.perf_counter() - started:.0f}s (state {state})")

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         1000, ge=1, description="Workers retrain the collaborative space once this many interactions arrived since "
                                 "the last training (checked after each ingestion and every 15 minutes).")
     feature_repo: Path = Field(FEATURE_REPO, description="Feast feature repository directory.")
+    feature_server_port: int = Field(
+        6566, ge=1, le=65535, description="127.0.0.1 port of the Feast feature server `recplatform up` starts; "
+                                          "online reads and writes go to it over HTTP.")
+    embed_wait_seconds: float = Field(
+        60.0, gt=0, description="`recplatform embed --wait` exits 1 when nothing was embedded for this long and "
+                                "no worker answers a ping.")
     reader_password: str | None = Field(
         None, repr=False, description="Password of the read-only analytics role rec_reader; unset = the one generated at the "
                           "first `recplatform up` (or migration) into state_dir/secrets/rec_reader.password.")
@@ -229,6 +235,11 @@ class Settings(BaseSettings):
         if self.result_backend_url:
             return self.result_backend_url
         return result_backend_for(self.celery_broker_url)
+
+    @property
+    def feature_server_url(self) -> str:
+        """The Feast feature server ``recplatform up`` starts (loopback only)."""
+        return f"http://127.0.0.1:{self.feature_server_port}"
 
     def postgres_parts(self) -> dict[str, str]:
         """Host, port, database, user and password of the database, for tools (Feast) that want them apart."""

@@ -23,7 +23,7 @@ from recplatform.config import Settings, ensure_secret, redact_url, write_secret
 from recplatform.services import (
     ServiceStatus,
     _alive,
-    _pg_bin,
+    pg_bin,
     _private_logs,
     _private_socket_dir,
     _read_pid,
@@ -90,7 +90,7 @@ def _base_backup(settings: Settings, password: str, as_user: dict) -> None:
         os.chown(data, pwd.getpwnam(as_user["user"]).pw_uid, as_user["group"])
     env = {**os.environ, "PGPASSWORD": password}  # environment, not argv: ps shows argv to every user
     result = subprocess.run(
-        [_pg_bin("pg_basebackup"), "-D", str(data), "-h", str(settings.pg_socket_dir),
+        [pg_bin("pg_basebackup"), "-D", str(data), "-h", str(settings.pg_socket_dir),
          "-p", str(settings.pg_port or 5432), "-U", REPLICATION_ROLE, "-X", "stream", "-c", "fast",
          "--no-password"],
         capture_output=True, text=True, env=env, **as_user,
@@ -142,7 +142,7 @@ def start_replica(settings: Settings) -> int:
                + server_options(settings))
     log_file = settings.state_dir / "logs" / "postgres-replica.log"
     result = subprocess.run(
-        [_pg_bin("pg_ctl"), "-D", str(settings.replica_data_dir), "-l", str(log_file), "-w", "-t", "120",
+        [pg_bin("pg_ctl"), "-D", str(settings.replica_data_dir), "-l", str(log_file), "-w", "-t", "120",
          "-o", options, "start"],
         capture_output=True, text=True, **as_user,
     )

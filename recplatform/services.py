@@ -34,7 +34,8 @@ from psycopg import sql
 
 from recplatform import db
 from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
-from recplatform.workers.process import stop_local_worker
+from recplatform.features import server as feast_server
+from recplatform.workers.process import beat_pid, local_worker_pid, stop_local_worker
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class ServiceStatus:
 
 
 # ----- helpers ----------------------------------------------------------------------------------
-def _pg_bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     # Importing the package evaluates platformdirs' runtime dir, which warns when XDG_RUNTIME_DIR is unset;
     # we only take the binaries' path, so that warning is noise.
     with warnings.catch_warnings():
@@ -193,7 +194,7 @@ def _set_superuser_password_offline(settings: Settings, as_user: dict) -> None:
     and only the verifier is ever written."""
     verifier = scram_verifier(settings.postgres_password or "")
     result = subprocess.run(
-        [_pg_bin("postgres"), "--single", "-D", str(settings.pg_data_dir), "-c", "exit_on_error=on", "postgres"],
+        [pg_bin("postgres"), "--single", "-D", str(settings.pg_data_dir), "-c", "exit_on_error=on", "postgres"],
         input=f"ALTER ROLE postgres PASSWORD '{verifier}'\n", capture_output=True, text=True, **as_user,
     )
     if result.returncode != 0:
@@ -212,7 +213,7 @@ def _initdb(settings: Settings, as_user: dict) -> None:
         if as_user:
             os.chown(pwfile, pwd.getpwnam(as_user["user"]).pw_uid, as_user["group"])
         subprocess.run(
-            [_pg_bin("initdb"), "-D", str(settings.pg_data_dir), "--auth-local=scram-sha-256",
+            [pg_bin("initdb"), "-D", str(settings.pg_data_dir), "--auth-local=scram-sha-256",
              "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
             check=True, capture_output=True, text=True, **as_user,
         )
@@ -287,7 +288,7 @@ def _pg_ctl_start(settings: Settings, as_user: dict) -> int:
     options = f"{listen} -k {settings.pg_socket_dir} {server_options(settings)}"
     log_file = settings.state_dir / "logs" / "postgres.log"
     result = subprocess.run(
-        [_pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-l", str(log_file), "-w", "-t", "60",
+        [pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-l", str(log_file), "-w", "-t", "60",
          "-o", options, "start"],
         capture_output=True, text=True, **as_user,
     )
@@ -405,7 +406,7 @@ def stop_postgres(settings: Settings) -> bool:
     pid = postgres_pid(settings)
     if pid:
         subprocess.run(
-            [_pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
+            [pg_bin("pg_ctl"), "-D", str(settings.pg_data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
             capture_output=True, text=True, **_run_as_pg_user(),
         )
         _wait_gone(pid)
@@ -508,7 +509,8 @@ def broker_answers(url: str) -> tuple[bool, str]:
 
 # ----- the three commands -----------------------------------------------------------------------
 def up(settings: Settings) -> list[ServiceStatus]:
-    """Start whatever embedded services are configured; leave external ones alone."""
+    """Start whatever embedded services are configured; leave external ones alone. (The worker, its beat and the
+    feature server are started by ``recplatform up`` itself: library callers and tests opt in.)"""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if settings.uses_embedded_postgres:
         start_postgres(settings)
@@ -520,16 +522,19 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def stop_pg_server(data_dir: Path, pid: int | None) -> None:
     """``pg_ctl stop -m fast`` on an embedded server's data directory, then wait for its postmaster to exit."""
     if pid:
-        subprocess.run([_pg_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
+        subprocess.run([pg_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
                        capture_output=True, text=True, **_run_as_pg_user())
         _wait_gone(pid)
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the processes ``up`` started (worker, standby, Redis, primary); returns the names of those stopped."""
+    """Stop the processes ``up`` started (worker and beat, feature server, standby, Redis, primary); returns the
+    names of those stopped."""
     stopped = []
     if stop_local_worker(settings):  # first: it finishes its task while the broker and database are still up
-        stopped.append("worker")
+        stopped.append("worker")  # and its beat, which dies with it
+    if feast_server.stop_feature_server(settings):
+        stopped.append("feature-server")
     replica = _read_pid(settings.replica_pid_file)
     if replica and _alive(replica, "postgres"):  # before the primary, which would otherwise wait for its sender
         stop_pg_server(settings.replica_data_dir, replica)
@@ -558,11 +563,24 @@ def status(settings: Settings) -> list[ServiceStatus]:
     else:
         ok, detail = broker_answers(settings.celery_broker_url)
         rows.append(ServiceStatus("broker", False, ok, None, redact_url(settings.celery_broker_url), detail))
-    worker_pid = _read_pid(_pid_file(settings, "worker"))
-    if worker_pid and _alive(worker_pid, "celery"):
-        rows.append(ServiceStatus("worker", True, True, worker_pid, settings.celery_broker_url,
-                                  f"log {settings.state_dir / 'logs' / 'worker.log'}"))
-    return rows
+    return rows + local_status(settings)
+
+
+def local_status(settings: Settings) -> list[ServiceStatus]:
+    """The worker, its beat and the feature server that ``up`` starts (DOWN when not running)."""
+    logs = settings.state_dir / "logs"
+    worker_pid, beat = local_worker_pid(settings), beat_pid(settings)
+    server_pid = feast_server.server_pid(settings)
+    serving = server_pid is not None and feast_server.served_url(settings) is not None
+    return [
+        ServiceStatus("worker", True, worker_pid is not None, worker_pid, redact_url(settings.celery_broker_url),
+                      f"queues embed,default; log {logs / 'worker.log'}"),
+        ServiceStatus("beat", True, beat is not None, beat, redact_url(settings.celery_broker_url),
+                      f"periodic reconcile, in the worker; schedule {settings.state_dir / 'celerybeat-schedule'}"),
+        ServiceStatus("feature-server", True, serving, server_pid, settings.feature_server_url,
+                      f"Feast; log {feast_server.log_file(settings)}"
+                      + ("" if serving or not server_pid else "; serves another database")),
+    ]
 
 
 def remove_state(settings: Settings) -> None:

@@ -47,7 +47,7 @@ def _refused(conninfo: str) -> str:
 
 
 def _psql() -> str:
-    return services._pg_bin("psql")
+    return services.pg_bin("psql")
 
 
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess:
@@ -64,7 +64,7 @@ def server():
     """An embedded Postgres + Redis started by the CLI with RECPLATFORM_PG_PORT set."""
     state = Path(tempfile.mkdtemp(prefix="recplat-auth-"))
     port = _free_port()
-    started = _cli(state, "up", RECPLATFORM_PG_PORT=str(port))
+    started = _cli(state, "up", "--no-worker", "--no-feature-server", RECPLATFORM_PG_PORT=str(port))
     settings = Settings(state_dir=state, pg_port=port)
     yield settings, started
     services.down(settings)

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
+import pytest
 
-def test_demo_runs_every_step_and_serves_warm_cold_and_unstored_users(services_settings):
-    env = {**os.environ, "RECPLATFORM_STATE_DIR": str(services_settings.state_dir),
-           "RECPLATFORM_DATABASE_NAME": f"demo_{os.getpid()}", "COLUMNS": "200"}
+from recplatform import services
+from recplatform.features.server import stop_feature_server
+from recplatform.workers.process import stop_local_worker
+
+
+@pytest.fixture
+def demo_env(services_settings):
+    """The session's services, a database of its own, and a free port for the feature server the demo starts;
+    the worker and feature server it leaves running are stopped afterwards (the session's Postgres and Redis stay)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = services_settings.model_copy(update={"database_name": f"demo_{os.getpid()}",
+                                                    "feature_server_port": port})
+    env = {**os.environ, "RECPLATFORM_STATE_DIR": str(settings.state_dir),
+           "RECPLATFORM_DATABASE_NAME": settings.database_name, "RECPLATFORM_FEATURE_SERVER_PORT": str(port),
+           "COLUMNS": "200"}
+    yield settings, env
+    stop_local_worker(settings, timeout=10)
+    stop_feature_server(settings)
+
+
+def test_demo_runs_every_step_and_serves_warm_cold_and_unstored_users(demo_env):
+    settings, env = demo_env
     run = subprocess.run([sys.executable, "-m", "recplatform.cli", "demo", "--users", "80", "--items", "60"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -23,6 +46,9 @@ def test_demo_runs_every_step_and_serves_warm_cold_and_unstored_users(services_s
     # the user stored a moment ago and the unstored person are served by the default cold-start path
     assert out.count("demographic_neighbors") >= 10
     assert "FROM rec.recommend('demo-newcomer', 5)" in out
+    # and it leaves the platform running: a worker with its beat, and Feast's feature server
+    running = {r.name: r.running for r in services.status(settings)}
+    assert running["worker"] and running["beat"] and running["feature-server"], running
 
     again = subprocess.run([sys.executable, "-m", "recplatform.cli", "demo", "--users", "80", "--items", "60"],
                            env=env, capture_output=True, text=True, timeout=300)

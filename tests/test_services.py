@@ -45,12 +45,12 @@ def state_dir():
 
 
 def test_up_twice_is_harmless_and_down_leaves_nothing(state_dir):
-    first = _cli(state_dir, "up")
+    first = _cli(state_dir, "up", "--no-worker", "--no-feature-server")  # those two: tests/test_platform_up.py
     assert first.returncode == 0, first.stderr
     settings = Settings(state_dir=state_dir)
     pg_pid, redis_pid = services.postgres_pid(settings), services.redis_pid(settings)
     assert pg_pid and redis_pid
-    second = _cli(state_dir, "up")
+    second = _cli(state_dir, "up", "--no-worker", "--no-feature-server")
     assert second.returncode == 0, second.stderr
     assert (services.postgres_pid(settings), services.redis_pid(settings)) == (pg_pid, redis_pid)
     status = _cli(state_dir, "status")
@@ -118,14 +118,14 @@ def _free_port() -> int:
 
 def test_up_with_a_port_uses_that_port_for_the_socket_too(state_dir):
     port = _free_port()
-    started = _cli(state_dir, "up", RECPLATFORM_PG_PORT=str(port))
+    started = _cli(state_dir, "up", "--no-worker", "--no-feature-server", RECPLATFORM_PG_PORT=str(port))
     assert started.returncode == 0, started.stdout + started.stderr
     settings = Settings(state_dir=state_dir, pg_port=port)
     assert services.postgres_pid(settings) and services.redis_pid(settings)
     assert (settings.pg_socket_dir / f".s.PGSQL.{port}").is_socket()
     ok, detail = services.postgres_answers(settings.postgres_url)
     assert ok, detail
-    assert _cli(state_dir, "up", RECPLATFORM_PG_PORT=str(port)).returncode == 0  # and again, idempotent
+    assert _cli(state_dir, "up", "--no-worker", "--no-feature-server", RECPLATFORM_PG_PORT=str(port)).returncode == 0  # and again, idempotent
 
 
 # Runs `up` as a child subreaper that never reaps: a killed postmaster stays a zombie, as under a container

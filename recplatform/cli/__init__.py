@@ -5,6 +5,8 @@ Heavy imports (Feast, torch, pandas) happen inside the commands that need them, 
 
 from __future__ import annotations
 
+import sys
+
 import psycopg
 import typer
 from rich.markup import escape
@@ -26,13 +28,21 @@ for _group in (services, workers, data, retrieval, evaluate, demo):
     _group.register(app)
 
 
+def _database_unreachable(exc: BaseException) -> bool:
+    """psycopg's or SQLAlchemy's OperationalError; SQLAlchemy is looked up only if something imported it (an
+    import costs 0.15 s, and an exception of a module never imported cannot have been raised)."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return isinstance(exc, psycopg.OperationalError) or (
+        sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.OperationalError))
+
+
 def main() -> None:
     """Entry point: a database that does not answer is one clear line, not a traceback."""
-    import sqlalchemy.exc  # deferred: sqlalchemy (only its exception type is needed)
-
     try:
         app()
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+    except Exception as exc:
+        if not _database_unreachable(exc):
+            raise
         console.print(f"[red]{escape(unreachable_message(get_settings(), exc))}[/red]", highlight=False)
         raise SystemExit(1) from None
 

@@ -23,8 +23,9 @@ from recplatform.client import RecClient
 from recplatform.config import Settings
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
+from recplatform.features.server import start_feature_server
 from recplatform.retrieval import training
-from recplatform.workers.process import start_local_worker
+from recplatform.workers.process import start_local_worker, wait_for_beat
 
 NEW_USER = {"user_id": "demo-newcomer", "age": 27, "gender": "F", "occupation": "engineer", "zip_code": "94110"}
 NEW_PERSON = {"age": 63, "gender": "M", "occupation": "retired", "zip_code": "33139"}
@@ -36,7 +37,7 @@ class DemoOptions:
     users: int = 1000
     items: int = 500
     seed: int = 0
-    worker: bool = False  # embed through a Celery worker (``up --worker``) instead of in this process
+    worker: bool = False  # embed through the Celery worker instead of in this process (it is started anyway at the end)
     k: int = 5
 
 
@@ -62,6 +63,7 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
     steps = Steps()
     with steps.step("1. services"):
         services.up(settings)
+        start_feature_server(settings, wait=False)  # ready by step 3; it imports Feast meanwhile
         if options.worker:
             start_local_worker(settings)
         print_table("services", ["service", "state", "url"],
@@ -73,6 +75,11 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
         console.print(f"schema rec at revision {db.current_revision(settings)}; feast apply: "
                       f"{len(applied.feature_views)} feature views, {len(applied.entities)} entities "
                       f"in {applied.seconds:.2f}s")
+        try:
+            start_feature_server(settings, wait=True)
+            console.print(f"Feast feature server on {settings.feature_server_url}")
+        except RuntimeError as exc:
+            console.print(f"[yellow]the Feast feature server did not start[/yellow] ({exc}); Feast runs in-process")
 
     with steps.step("3. load a synthetic dataset"):
         dataset = generate_synthetic(options.users, options.items, seed=options.seed)
@@ -132,6 +139,11 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
             rows = conn.execute(ANALYST_SQL, (NEW_USER["user_id"],)).fetchall()
         print_table(f"the same from plain SQL: {ANALYST_SQL % repr(NEW_USER['user_id'])}",
               ["rank", "item_id", "title", "score", "source"], [list(r) for r in rows])
+    with steps.step("9. the platform keeps running"):
+        start_local_worker(settings)  # consumes the queue from now on: new users and items get embedded
+        wait_for_beat(settings)
+        print_table("services", ["service", "state", "pid"],
+                    [[s.name, "running" if s.running else "DOWN", s.pid] for s in services.status(settings)])
     return steps
 
 
@@ -172,7 +184,8 @@ def demo(
     print_table("demo steps", ["step", "seconds"],
                 [[name, f"{seconds:.2f}"] for name, seconds in steps.seconds.items()]
                 + [["total", f"{time.perf_counter() - started:.2f}"]])
-    console.print("[green]done[/green]: the services keep running (`recplatform status`, `recplatform down`)")
+    console.print("[green]done[/green]: Postgres, Redis, a worker with beat and the Feast feature server keep "
+                  "running (`recplatform status`, `recplatform down`)")
 
 
 def register(app: typer.Typer) -> None:

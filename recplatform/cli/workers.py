@@ -111,11 +111,14 @@ def embed_local(settings, target, batch_size) -> None:
         pipeline.embed_missing_local(settings, target, batch_size=batch_size, on_batch=advance)
 
 
-def wait_until_full(settings, target, poll: float = 0.5, hint_after: float = 30.0) -> None:
-    """Poll the space's completeness until it is full; warn once when nothing moves (no worker?)."""
+def wait_until_full(settings, target, poll: float = 0.5) -> None:
+    """Poll the space's completeness until it is full. When nothing was embedded for
+    ``RECPLATFORM_EMBED_WAIT_SECONDS``, ping the workers: if none answers, say how to start one and exit 1;
+    if one answers (loading its model, or on a long batch), keep waiting."""
+    bound = settings.embed_wait_seconds
     first = spaces.completeness(settings, target.space_id)
     started = last_move = time.perf_counter()
-    last_done, hinted = first.done, False
+    last_done = first.done
     with _progress() as bar:
         task = bar.add_task(target.name, total=first.total, completed=first.done, rate=0.0)
         while True:
@@ -126,8 +129,16 @@ def wait_until_full(settings, target, poll: float = 0.5, hint_after: float = 30.
             bar.update(task, total=c.total, completed=c.done, rate=(c.done - first.done) / max(now - started, 1e-9))
             if c.complete:
                 break
-            if not hinted and now - last_move > hint_after:
-                bar.console.print(f"[yellow]no progress for {hint_after:.0f}s[/yellow]: is a worker running? "
-                                  "(`recplatform worker`, or `recplatform up --worker`)")
-                hinted = True
+            if now - last_move > bound:
+                answering = process.workers_answering(settings)
+                if not answering:
+                    bar.stop()
+                    console.print(f"[red]no worker answered[/red] and nothing was embedded for {bound:g}s "
+                                  f"({c.done}/{c.total} done): start one with `recplatform up` (it runs a worker "
+                                  "unless --no-worker) or `recplatform worker`; `recplatform embed --local` embeds "
+                                  "without one")
+                    raise typer.Exit(1)
+                bar.console.print(f"[yellow]nothing embedded for {bound:g}s[/yellow], but {', '.join(answering)} "
+                                  "answers (loading its model or on a long batch); still waiting")
+                last_move = now
             time.sleep(poll)

@@ -1,4 +1,8 @@
-"""Reading from Feast's online store: the features it serves for users and items, as plain Python values."""
+"""Reading from Feast's online store: the features it serves for users and items, as plain Python values.
+
+Through the feature server over HTTP when ``recplatform up`` runs one for this database; otherwise (or when it
+does not answer) in this process, which imports Feast, and a warning says so.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from recplatform.config import Settings, get_settings
+from recplatform.features import http_client, server, views
 from recplatform.features.online_write import ITEM_KEY, USER_KEY
 from recplatform.features.store import get_store
 
@@ -26,7 +31,20 @@ def _online(service: str, key: str, ids: Iterable[Any], settings: Settings | Non
     ids = [str(i) for i in ids]
     if not ids:
         return []
-    store = get_store(settings or get_settings())
+    settings = settings or get_settings()
+    url, spec = server.served_url(settings), views.load_spec(settings)
+    if url and spec:
+        try:
+            return http_client.read(url, spec, service, key, ids)
+        except http_client.FeatureServerError as exc:
+            http_client.fall_back(str(exc))
+    else:
+        http_client.fall_back("no feature server runs for this database: `recplatform up` starts one")
+    return _online_in_process(service, key, ids, settings)
+
+
+def _online_in_process(service: str, key: str, ids: list[str], settings: Settings) -> list[dict]:
+    store = get_store(settings)
     try:
         features = store.get_feature_service(service)
     except Exception as exc:  # FeatureServiceNotFoundException and friends

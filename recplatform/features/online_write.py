@@ -21,7 +21,9 @@ from rich.progress import Progress
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
+from recplatform.features import http_client, server
 from recplatform.features.store import get_store
+from recplatform.features.views import RepoSpec, ViewSpec, load_spec, save_spec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd  # deferred: pandas
@@ -52,36 +54,50 @@ def _views(store: "FeatureStore") -> list["FeatureView"]:
     return views
 
 
-def _source_sql(view: "FeatureView", filtered: bool) -> tuple[sql.Composed, list[str]]:
+def _spec_of(view: "FeatureView") -> ViewSpec:
+    """A registered feature view as plain data (the same shape the HTTP path reads from the cache file)."""
+    return ViewSpec(view.name, view.entity_columns[0].name, view.batch_source.get_table_query_string(),
+                    [(f.name, str(f.dtype)) for f in view.features], view.batch_source.timestamp_field)
+
+
+def _registered(store: "FeatureStore", settings: Settings) -> list[ViewSpec]:
+    """The registry's views, also written to the repository description for later HTTP writes and reads."""
+    specs = [_spec_of(v) for v in _views(store)]
+    services = {fs.name: [(p.name, [f.name for f in p.features]) for p in fs.feature_view_projections]
+                for fs in store.list_feature_services()}
+    try:
+        save_spec(settings, RepoSpec(specs, services))
+    except OSError as exc:  # a read-only state directory only costs the next call its Feast import
+        log.debug("repository description not cached: %s", exc)
+    return specs
+
+
+def _source_sql(view: ViewSpec, filtered: bool) -> sql.Composed:
     """``SELECT key, features..., ts FROM <source table>`` of one feature view (names from the definitions)."""
-    source = view.batch_source
-    table = source.get_table_query_string()
+    table = view.table
     if not re.fullmatch(r"\w+(\.\w+)?", table):
         raise ValueError(f"feature view {view.name}: source must be a table or view, got {table!r}")
-    key = view.entity_columns[0].name
-    columns = [key, *(f.name for f in view.features), source.timestamp_field]
     query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Identifier(*table.split(".")))
+        sql.SQL(", ").join(sql.Identifier(c) for c in view.columns), sql.Identifier(*table.split(".")))
     if filtered:
-        query += sql.SQL(" WHERE {} = ANY(%s)").format(sql.Identifier(key))
-    return query + sql.SQL(" ORDER BY {}").format(sql.Identifier(key)), columns
+        query += sql.SQL(" WHERE {} = ANY(%s)").format(sql.Identifier(view.key))
+    return query + sql.SQL(" ORDER BY {}").format(sql.Identifier(view.key))
 
 
-def _frame(view: "FeatureView", columns: list[str], rows: list[tuple]) -> "pd.DataFrame":
+def _frame(view: ViewSpec, rows: list[tuple]) -> "pd.DataFrame":
     """Rows of a source as the typed DataFrame Feast converts (nullable ints, UTC timestamps)."""
     import pandas as pd  # deferred: pandas
-    from feast.types import Float64, Int32, Int64, UnixTimestamp  # deferred: feast
 
-    dtypes = {f.name: f.dtype for f in view.features}
+    dtypes = dict(view.features)
     data: dict[str, Any] = {}
-    for i, name in enumerate(columns):
+    for i, name in enumerate(view.columns):
         values = [row[i] for row in rows]
         dtype = dtypes.get(name)
-        if dtype in (Int64, Int32):
+        if dtype in ("Int64", "Int32"):
             data[name] = pd.array(values, dtype="Int64")
-        elif dtype == Float64:
+        elif dtype == "Float64":
             data[name] = pd.array([None if v is None else float(v) for v in values], dtype="Float64")
-        elif dtype == UnixTimestamp or name == view.batch_source.timestamp_field:
+        elif dtype == "UnixTimestamp" or name == view.timestamp_field:
             data[name] = pd.to_datetime(pd.Series(values, dtype="object"), utc=True)
         else:
             data[name] = pd.Series(values, dtype="object")
@@ -105,24 +121,74 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
 
     Writes every feature view of the entity: a user id refreshes ``user_demographics`` and
     ``user_activity``, an item id ``item_metadata`` and ``item_popularity``. ``None`` means all
-    entities of that kind, an empty collection none. Uses ``FeatureStore.write_to_online_store``
-    (an upsert per entity and feature), so it is idempotent and can be rerun at any time.
+    entities of that kind, an empty collection none. Goes through the feature server's
+    ``/write-to-online-store`` when ``recplatform up`` runs one for this database, else (or when it fails)
+    through ``FeatureStore.write_to_online_store`` in this process; both upsert per entity and feature, so a
+    write is idempotent and can be rerun at any time.
     """
     settings = settings or get_settings()
-    store = get_store(settings)
     started = time.perf_counter()
     wanted = {USER_KEY: _normalise_ids(user_ids), ITEM_KEY: _normalise_ids(item_ids)}
+    url, spec = server.served_url(settings), load_spec(settings)
+    result = None
+    if url and spec:
+        try:
+            result = _write(settings, spec.views, wanted, _HttpWriter(settings, url), progress)
+        except http_client.FeatureServerError as exc:
+            http_client.fall_back(str(exc))
+    else:
+        http_client.fall_back("no feature server runs for this database: `recplatform up` starts one")
+    if result is None:
+        store = get_store(settings)
+        result = _write(settings, _registered(store, settings), wanted, _StoreWriter(store), progress)
+    result.seconds = time.perf_counter() - started
+    log.info("feast online write: %s in %.2fs",
+             ", ".join(f"{name}={n}" for name, n in result.rows.items()) or "nothing", result.seconds)
+    return result
+
+
+class _StoreWriter:
+    """Writes through this process's ``FeatureStore``."""
+
+    def __init__(self, store: "FeatureStore"):
+        self.store = store
+
+    def __call__(self, view: ViewSpec, rows: list[tuple]) -> None:
+        frame = _frame(view, rows)
+        feature_names = [name for name, _ in view.features]
+        if frame[feature_names].isna().all().all():
+            # write_to_online_store silently skips a batch whose features are all null (only a warning),
+            # which would keep serving stale values for entities whose attributes were all cleared.
+            # Its own next step is the provider's ingest_df, so call that directly (pinned Feast 0.67).
+            self.store._get_provider().ingest_df(self.store.get_feature_view(view.name), frame)
+            return
+        self.store.write_to_online_store(view.name, frame)
+
+
+class _HttpWriter:
+    """Writes through the feature server; a batch whose features are all null goes in-process (the server's
+    ``write_to_online_store`` would skip it and keep serving stale values)."""
+
+    def __init__(self, settings: Settings, url: str):
+        self.settings, self.url = settings, url
+
+    def __call__(self, view: ViewSpec, rows: list[tuple]) -> None:
+        if all(value is None for row in rows for value in row[1:1 + len(view.features)]):
+            _StoreWriter(get_store(self.settings))(view, rows)
+            return
+        http_client.write(self.url, view, rows)
+
+
+def _write(settings: Settings, specs: list[ViewSpec], wanted: dict, writer, progress: bool) -> OnlineWriteResult:
     result = OnlineWriteResult()
     plans = []
-    for view in _views(store):
-        key = view.entity_columns[0].name
-        if key not in wanted:
+    for view in specs:
+        if view.key not in wanted:
             continue
-        ids = wanted[key]
+        ids = wanted[view.key]
         if ids is not None and not ids:
             continue
         plans.append((view, ids))
-
     bar = None
     if progress:
         bar = Progress(transient=False)
@@ -130,7 +196,7 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
     try:
         with db.connect(settings, vector=False) as conn:
             for view, ids in plans:
-                query, columns = _source_sql(view, filtered=ids is not None)
+                query = _source_sql(view, filtered=ids is not None)
                 task = None
                 if bar:
                     total = len(ids) if ids is not None else conn.execute(
@@ -139,7 +205,7 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
                 written = 0
                 for rows, asked in _batches(conn, query, ids):
                     if rows:
-                        _write_rows(store, view, columns, rows)
+                        writer(view, rows)
                         written += len(rows)
                     if task is not None:
                         bar.update(task, advance=asked)
@@ -148,9 +214,6 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
     finally:
         if bar:
             bar.stop()
-    result.seconds = time.perf_counter() - started
-    log.info("feast online write: %s in %.2fs",
-             ", ".join(f"{name}={n}" for name, n in result.rows.items()) or "nothing", result.seconds)
     return result
 
 
@@ -165,19 +228,6 @@ def _batches(conn, query: sql.Composed, ids: list[str] | None) -> Iterator[tuple
         cur.execute(query)
         while rows := cur.fetchmany(WRITE_BATCH):
             yield rows, len(rows)
-
-
-def _write_rows(store: "FeatureStore", view: "FeatureView", columns: list[str], rows: list[tuple]) -> None:
-    frame = _frame(view, columns, rows)
-    feature_names = [f.name for f in view.features]
-    if frame[feature_names].isna().all().all():
-        # write_to_online_store silently skips a batch whose features are all null (only a warning),
-        # which would keep serving stale values for entities whose attributes were all cleared.
-        # Its own next step is the provider's ingest_df, so call that directly (pinned Feast 0.67).
-        feature_view = store.get_feature_view(view.name)
-        store._get_provider().ingest_df(feature_view, frame)
-        return
-    store.write_to_online_store(view.name, frame)
 
 
 def materialize(settings: Settings | None = None, *, progress: bool = False) -> OnlineWriteResult:

@@ -140,7 +140,7 @@ def _close_store(store: "FeatureStore") -> None:
 
 
 # ----- apply -----------------------------------------------------------------------------------
-def _repo_objects(repo: Path) -> list[Any]:
+def repo_objects(repo: Path) -> list[Any]:
     """Feast objects defined in the repository's Python files (like ``feast apply``'s parse_repo)."""
     from feast import Entity, FeatureService, FeatureView  # deferred: feast
     from feast.data_source import DataSource  # deferred: feast
@@ -176,7 +176,7 @@ def apply(settings: Settings | None = None) -> ApplyResult:
         lock.execute("SELECT pg_advisory_lock(%s)", (_APPLY_LOCK,))
         try:
             store = get_store(settings)
-            objects = _repo_objects(settings.feature_repo)
+            objects = repo_objects(settings.feature_repo)
             names = {(type(o).__name__, o.name) for o in objects}
             registered = [
                 *store.list_entities(allow_cache=False),

@@ -1,5 +1,6 @@
 """Starting and stopping Celery worker processes: pool defaults from the hardware, the command line, and the
-one background worker that ``recplatform up --worker`` runs for the embedded default (pid under state_dir/pids).
+one background worker (with the single beat) that ``recplatform up`` runs for the embedded default (pids under
+state_dir).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import psutil
 
 from recplatform.config import Settings, feast_env
-from recplatform.embedding.loader import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def plan(settings: Settings, *, queues: str = "embed,default", concurrency: int 
     if pool not in ("solo", "threads", "prefork", "processes"):
         raise ValueError(f"pool: expected solo, threads or prefork, got {pool!r}")
     if concurrency is None:
+        from recplatform.embedding.loader import available_cpus  # deferred: numpy (the embedding package)
+
         concurrency = 1 if pool == "solo" else max(1, available_cpus() // 4)
     if concurrency < 1:
         raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
@@ -88,6 +91,30 @@ def local_worker_pid(settings: Settings) -> int | None:
     return None
 
 
+def beat_pid(settings: Settings) -> int | None:
+    """The beat that holds the local schedule's lock (``<schedule>.lock`` names its holder), if it runs."""
+    try:
+        pid = int((settings.state_dir / "celerybeat-schedule.lock").read_text().split()[0])
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE and "celery" in " ".join(proc.cmdline()):
+            return pid
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return None
+
+
+def workers_answering(settings: Settings, timeout: float = 1.0) -> list[str]:
+    """Names of the workers that answer a ping on the configured broker within ``timeout`` seconds."""
+    from recplatform.workers.app import make_app  # deferred: celery
+
+    try:
+        replies = make_app(settings).control.ping(timeout=timeout) or []
+    except Exception as exc:  # noqa: BLE001 - a broker that does not answer has no worker answering either
+        log.warning("could not ping workers: %s", exc)
+        return []
+    return sorted(name for reply in replies for name in reply)
+
+
 def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
     """Start one background worker (both queues, beat for reconcile) for the embedded default. Idempotent."""
     pid = local_worker_pid(settings)
@@ -110,6 +137,17 @@ def start_local_worker(settings: Settings, *, beat: bool = True) -> int:
     log.info("worker started (pid %s, pool %s x%d on %s, log %s)", proc.pid, p.pool, p.concurrency, p.device,
              logs / "worker.log")
     return proc.pid
+
+
+def wait_for_beat(settings: Settings, timeout: float = 60.0) -> int | None:
+    """Wait until the local worker runs its beat (it starts once the worker has booted); its pid, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = beat_pid(settings)
+        if pid or local_worker_pid(settings) is None:
+            return pid
+        time.sleep(0.2)
+    return None
 
 
 def stop_local_worker(settings: Settings, timeout: float = 60.0) -> bool:
