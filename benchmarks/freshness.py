@@ -1,8 +1,8 @@
 """Freshness: seconds from ingesting one new item or user to being served, through the real worker.
 
-A platform under a temporary state directory (``recplatform up``: services, a worker with beat, the feature server; ``init``, ``load synthetic``, ``embed
---wait``, ``train``: embedded Postgres+pgvector, Redis, one Celery worker with beat, the configured encoder),
-then, ``--rounds`` times, interleaved:
+A platform under a temporary state directory (``recplatform up``, ``init``, ``load synthetic``, ``embed --wait``,
+``train``: embedded Postgres+pgvector, Redis, one Celery worker with beat, Feast's feature server, the
+configured encoder), then, ``--rounds`` times, interleaved:
 
 * **item**: ``RecClient.add_items`` of one new item (validation, commit, Feast online write, embed message);
   timed until the item has a content vector and a collaborative vector mapped from it (what ``rec.recommend``
