@@ -22,7 +22,7 @@ import pytest
 from recplatform import db, services
 from recplatform.client import RecClient
 from recplatform.config import Settings
-from recplatform.features import online_read, server
+from recplatform.features import http_client, online_read, server
 
 
 def _free_port() -> int:
@@ -166,7 +166,7 @@ def test_feature_reads_over_http_import_no_feast_and_equal_the_in_process_read(p
     assert json.loads(cli.stdout) == got["rows"][0]
 
 
-def test_online_writes_go_through_the_server_and_fall_back_in_process_when_it_is_down(platform, caplog):
+def test_online_writes_go_through_the_server_and_fall_back_in_process_when_it_is_down(platform, caplog, monkeypatch):
     settings, env, _ = platform
     from recplatform.publish import ingest_and_publish
 
@@ -180,6 +180,7 @@ def test_online_writes_go_through_the_server_and_fall_back_in_process_when_it_is
 
     assert server.stop_feature_server(settings)
     assert _status(env)["services"]["feature-server"]["state"] == "down"
+    monkeypatch.setattr(http_client, "_warned", set())  # said once per process: an earlier test may have said it
     with caplog.at_level(logging.WARNING):
         ingest_and_publish(users=[{**changed, "age": 78}], settings=settings, enqueue=False)
         rows = online_read.online_user_features(["u2"], settings)

@@ -19,6 +19,15 @@ def test_downgrade_then_upgrade(db_settings):
         assert conn.execute("SELECT count(*) FROM rec.users").fetchone()[0] == 0
 
 
+def test_downgrading_one_database_leaves_the_reader_its_other_databases(make_db):
+    """The reader role is cluster-wide: a downgrade of one platform database must not revoke its CONNECT on
+    another (DROP OWNED BY would: it also revokes privileges on shared objects such as databases)."""
+    kept, downgraded = make_db("kept"), make_db("gone")
+    db.downgrade(downgraded, "base")
+    with psycopg.connect(kept.reader_url) as conn:
+        assert conn.execute("SELECT count(*) FROM rec.items").fetchone()[0] == 0
+
+
 def test_space_gets_typed_hnsw_index_and_rejects_wrong_dimension(db_settings):
     with db.connect(db_settings) as conn:
         space = conn.execute(

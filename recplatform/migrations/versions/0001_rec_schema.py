@@ -220,8 +220,10 @@ def downgrade() -> None:
     DO $do$
     BEGIN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rec_reader') THEN
-            EXECUTE 'DROP OWNED BY rec_reader';
-            EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM rec_reader', current_database());
+            -- Not DROP OWNED BY: it also revokes the role's privileges on shared objects, i.e. CONNECT on every
+            -- other platform database of the server. What it had here went with schema rec.
+            EXECUTE format('REVOKE ALL ON DATABASE %I FROM rec_reader', current_database());
+            REVOKE ALL ON SCHEMA public FROM rec_reader;
             BEGIN
                 DROP ROLE rec_reader;
             EXCEPTION WHEN dependent_objects_still_exist THEN
