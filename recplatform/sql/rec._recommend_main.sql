@@ -31,7 +31,8 @@ BEGIN
         RETURN QUERY SELECT * FROM rec._rank_onboarding(
             v_demo, v_user, v_collab, v_taste, p_k, p_seen, p_genres, p_min_year, p_max_year,
             coalesce(p_weight, v_onb.popularity_weight, 0.3), coalesce(v_onb.neighbors, 100),
-            CASE WHEN p_n >= coalesce(v_onb.evidence_from, 1) THEN coalesce(v_onb.evidence_weight, 0) ELSE 0 END);
+            CASE WHEN p_n >= coalesce(v_onb.evidence_from, 1)
+                 THEN coalesce(v_onb.evidence_weight, 0) * p_n / (p_n + coalesce(v_onb.evidence_n0, 0)) ELSE 0 END);
         RETURN;
     END IF;
     IF v_strategy = 'onboarding' THEN
