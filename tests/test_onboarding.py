@@ -155,7 +155,8 @@ def test_new_for_you_ranks_fresh_items_only(planted):
 def test_demographic_neighbours_need_the_configured_history(planted):
     """Only users with at least ``neighbor_min_interactions`` items (the cold row of rec.retrieval_defaults) vote
     as demographic neighbours: a user who is still onboarding (a handful of items) would vote with noise, and
-    every fold's onboarding users did so at once in the evaluation. Lowering the minimum lets them back in."""
+    every fold's onboarding users did so at once in the evaluation. Lowering the minimum lets them back in; when
+    too few users reach it, the nearest with at least 5 items fill the neighbourhood."""
     settings, dataset, cold = planted
     counts = dict(rows(settings, "SELECT user_id, count(*) FROM rec.interactions GROUP BY user_id"))
     minimum = 30
@@ -175,6 +176,11 @@ def test_demographic_neighbours_need_the_configured_history(planted):
                 assert min(counts[u] for u in got) >= value
                 if value == 5:
                     assert any(counts[u] < minimum for u in got), "a lower minimum should let short histories vote"
+        # a minimum nobody reaches (a young deployment): the nearest users with at least 5 items fill in
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 1000")
+        got = [u for u, in rows(settings, query, ("u1", "u1"))]
+        assert len(got) == 40 and min(counts[u] for u in got) >= 5
     finally:
         with db.transaction(settings) as conn:
-            conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 20")
+            conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 50")
