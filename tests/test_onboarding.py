@@ -130,7 +130,7 @@ def test_share_zero_reproduces_the_warm_taste_list(planted):
         assert got == expected and len(got) == 10
     finally:
         with db.transaction(settings) as conn:
-            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50 WHERE user_type = 'onboarding'")
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 21 WHERE user_type = 'onboarding'")
 
 
 def test_new_for_you_ranks_fresh_items_only(planted):

@@ -67,9 +67,11 @@ SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user
 # Columns an onboarding variant may override (row, short label in the variant's name).
 OVERRIDE_COLUMNS: dict[str, str] = {"overlap_weight": "onboarding", "evidence_weight": "onboarding",
                                     "evidence_n0": "onboarding", "evidence_from": "onboarding",
-                                    "neighbors": "onboarding", "neighbor_min_interactions": "cold"}
+                                    "neighbors": "onboarding", "neighbor_min_interactions": "cold",
+                                    "switch_after": "onboarding"}
 OVERRIDE_LABELS: dict[str, str] = {"overlap_weight": "overlap", "evidence_weight": "eta", "evidence_n0": "n0",
-                                   "evidence_from": "from", "neighbors": "nb", "neighbor_min_interactions": "min"}
+                                   "evidence_from": "from", "neighbors": "nb", "neighbor_min_interactions": "min",
+                                   "switch_after": "switch"}
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
@@ -162,6 +164,13 @@ ONBOARDING_GRID: tuple[Variant, ...] = (
     Variant("default", None, overrides=(("evidence_weight", 0),)),
     Variant("default", None, overrides=(("evidence_weight", 0.5),)),
 )
+# Warm users below the onboarding switch are served by the onboarding path: the switch point tried on warm users,
+# and the onboarding path as it was before revision 0010 (neighbours with >= 5 items, no overlap re-weighting).
+WARM_GRID: tuple[Variant, ...] = (
+    Variant("default", None, overrides=(("switch_after", 21),)),
+    Variant("default", None, overrides=(("switch_after", 30),)),
+    Variant("default", None, overrides=(("neighbor_min_interactions", 5), ("overlap_weight", 0))),
+)
 # The cold neighbours' minimum history tried on cold users (the cold row; the default is also served).
 COLD_GRID: tuple[Variant, ...] = tuple(Variant("default", None, overrides=(("neighbor_min_interactions", m),))
                                        for m in (5, 20, 100))
@@ -183,7 +192,7 @@ def strategies_for(protocol: str, limit: Limits, variants: str = "all") -> list[
     if variants == "defaults" and protocol == "cold-user":
         return [Variant("default"), *COLD_GRID]
     if variants == "defaults" and protocol == "warm":
-        return [Variant("default"), Variant("taste")]
+        return [Variant("default"), Variant("taste"), *WARM_GRID]
     if protocol == "cold-user":
         cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
         return ([Variant("default")] + [Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
