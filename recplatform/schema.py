@@ -149,6 +149,12 @@ retrieval_defaults = Table(
     Column("fresh_max_interactions", Integer, nullable=False, server_default=text("5")),
     Column("fresh_max_age", INTERVAL),
     Column("tuning", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # demographic neighbours (cold and onboarding votes) are users with at least neighbor_min_interactions
+    # items (read from the cold row); onboarding re-weights each neighbour by 1 + overlap_weight * (items it
+    # shares with the user) and grows the evidence weight as evidence_weight * n / (n + evidence_n0)
+    Column("neighbor_min_interactions", Integer, nullable=False, server_default=text("5")),
+    Column("overlap_weight", Float, nullable=False, server_default=text("0")),
+    Column("evidence_n0", Float, nullable=False, server_default=text("0")),
     CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
     CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
                     name="retrieval_defaults_onboarding_check"),
@@ -157,6 +163,10 @@ retrieval_defaults = Table(
     CheckConstraint("switch_after >= 1", name="retrieval_defaults_switch_after_check"),
     CheckConstraint("exploration_share BETWEEN 0 AND 1", name="retrieval_defaults_exploration_share_check"),
     CheckConstraint("fresh_max_interactions >= 0", name="retrieval_defaults_fresh_max_interactions_check"),
+    CheckConstraint("neighbor_min_interactions BETWEEN 1 AND 1000",
+                    name="retrieval_defaults_neighbor_min_interactions_check"),
+    CheckConstraint("overlap_weight BETWEEN 0 AND 1000", name="retrieval_defaults_overlap_weight_check"),
+    CheckConstraint("evidence_n0 BETWEEN 0 AND 10000", name="retrieval_defaults_evidence_n0_check"),
     CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
     CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
     CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),

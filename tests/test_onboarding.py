@@ -130,7 +130,7 @@ def test_share_zero_reproduces_the_warm_taste_list(planted):
         assert got == expected and len(got) == 10
     finally:
         with db.transaction(settings) as conn:
-            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50 WHERE user_type = 'onboarding'")
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 21 WHERE user_type = 'onboarding'")
 
 
 def test_new_for_you_ranks_fresh_items_only(planted):
@@ -150,3 +150,37 @@ def test_new_for_you_ranks_fresh_items_only(planted):
     finally:
         with db.transaction(settings) as conn:
             conn.execute("UPDATE rec.retrieval_defaults SET fresh_max_interactions = 5")
+
+
+def test_demographic_neighbours_need_the_configured_history(planted):
+    """Only users with at least ``neighbor_min_interactions`` items (the cold row of rec.retrieval_defaults) vote
+    as demographic neighbours: a user who is still onboarding (a handful of items) would vote with noise, and
+    every fold's onboarding users did so at once in the evaluation. Lowering the minimum lets them back in; when
+    too few users reach it, the nearest with at least 5 items fill the neighbourhood."""
+    settings, dataset, cold = planted
+    counts = dict(rows(settings, "SELECT user_id, count(*) FROM rec.interactions GROUP BY user_id"))
+    minimum = 30
+    assert any(5 <= n < minimum for n in counts.values()), "the planted data should have users with short histories"
+    query = """SELECT n.user_id FROM rec.embedding_models m
+               JOIN rec.user_embeddings d ON d.space_id = m.space_id AND d.user_id = %s AND d.kind = 'demographic',
+               LATERAL rec._demographic_neighbors(m.space_id, rec.active_space_id('collaborative'), d.embedding::vector,
+                                                  %s, 40, 'interactions') n
+               WHERE m.kind = 'content' AND m.is_active"""
+    try:
+        for value in (minimum, 5):
+            with db.transaction(settings) as conn:
+                conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = %s", (value,))
+            for user in ("u1", "u2", "u3"):
+                got = [u for u, in rows(settings, query, (user, user))]
+                assert len(got) == 40 and user not in got
+                assert min(counts[u] for u in got) >= value
+                if value == 5:
+                    assert any(counts[u] < minimum for u in got), "a lower minimum should let short histories vote"
+        # a minimum nobody reaches (a young deployment): the nearest users with at least 5 items fill in
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 1000")
+        got = [u for u, in rows(settings, query, ("u1", "u1"))]
+        assert len(got) == 40 and min(counts[u] for u in got) >= 5
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 50")

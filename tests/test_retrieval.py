@@ -216,7 +216,7 @@ def test_new_interactions_make_a_cold_user_onboarding_then_warm(planted):
         assert {s for _, s in got} == {"taste"}
     finally:
         with db.transaction(settings) as conn:
-            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50 WHERE user_type = 'onboarding'")
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 21 WHERE user_type = 'onboarding'")
     with db.transaction(settings) as conn:
         conn.execute("DELETE FROM rec.interactions WHERE user_id = %s", (user,))
     taste.refresh_user_taste([user], settings)
@@ -335,7 +335,7 @@ def test_content_blend_for_warm_users(planted):
         _content_blend(settings)
     finally:
         with db.transaction(settings) as conn:
-            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 50, exploration_share = 0.1")
+            conn.execute("UPDATE rec.retrieval_defaults SET switch_after = 21, exploration_share = 0.1")
 
 
 def _content_blend(settings):

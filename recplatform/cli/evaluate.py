@@ -97,7 +97,7 @@ def evaluate_command(
     for name, rows in result.results.items():
         if name == "onboarding":
             console.print(onboarding_table(rows))
-            console.print(onboarding_checks(rows))
+            console.print(onboarding_checks(rows, n_boot=bootstrap, seed=seed))
             continue
         ordered = sorted(rows, key=lambda r: -(r.report.values.get("ndcg@10") or 0))
         print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",

@@ -83,7 +83,7 @@ def markdown(result: EvalResult) -> str:
         if protocol == "onboarding":
             parts.append(onboarding_table(rows))
             parts.append("")
-            parts.append(onboarding_checks(rows))
+            parts.append(onboarding_checks(rows, n_boot=cfg.n_boot, seed=cfg.seed))
             continue
         if rows:
             excluded = rows[0].report.users_without_relevant
@@ -117,14 +117,17 @@ def onboarding_table(rows: list[StrategyResult], metric: str = "ndcg@10") -> str
     return f"{metric} by number of known interactions N (the same relevant items at every N):\n\n" + "\n".join(lines)
 
 
-def onboarding_checks(rows: list[StrategyResult], metric: str = "ndcg@10") -> str:
-    """The default against its bars at every N: best baseline, the N=0 default, the previous N."""
+def onboarding_checks(rows: list[StrategyResult], metric: str = "ndcg@10", n_boot: int = 1000, seed: int = 0) -> str:
+    """The default against its bars at every N: best baseline (with the paired per-user difference and its
+    bootstrap CI), the N=0 default, the previous N."""
     steps = sorted({r.step for r in rows if r.step is not None})
     value = {(r.strategy, r.step): r.report.values.get(metric, np.nan) for r in rows}
+    per_user = {(r.strategy, r.step): r.report.per_user.get(metric) for r in rows}
     default = next((r.strategy for r in rows if r.default), None)
     if default is None:
         return "(no platform default in this run)"
-    lines = ["| N | default | best baseline | ratio | ≥ N=0 default | never drops |", "| ---: | ---: | --- | ---: | --- | --- |"]
+    lines = ["| N | default | best baseline | ratio | default − best (paired 95% CI) | ≥ N=0 default | never drops |",
+             "| ---: | ---: | --- | ---: | --- | --- | --- |"]
     base0 = value.get((default, steps[0]), np.nan)
     previous = None
     for n in steps:
@@ -132,7 +135,12 @@ def onboarding_checks(rows: list[StrategyResult], metric: str = "ndcg@10") -> st
         baseline = {name: v for (name, step), v in value.items() if step == n and name in ("popularity", "segment_popularity", "cf")}
         best = max(baseline, key=baseline.get) if baseline else None
         ratio = mine / baseline[best] if best and baseline[best] else np.nan
-        lines.append(f"| {n} | {_fmt(mine)} | {best} {_fmt(baseline.get(best))} | {ratio:.3f} | "
+        a, b = per_user.get((default, n)), per_user.get((best, n))
+        paired = "–"
+        if a is not None and b is not None and len(a) == len(b) and len(a):
+            lo, hi = metrics.bootstrap_ci(np.asarray(a) - np.asarray(b), n_boot=n_boot, seed=seed)
+            paired = f"{float(np.mean(np.asarray(a) - np.asarray(b))):+.4f} ({lo:+.4f} to {hi:+.4f})"
+        lines.append(f"| {n} | {_fmt(mine)} | {best} {_fmt(baseline.get(best))} | {ratio:.3f} | {paired} | "
                      f"{'yes' if mine >= base0 - 1e-12 else 'NO'} | "
                      f"{'yes' if previous is None or mine >= previous - 1e-12 else 'NO'} |")
         previous = mine

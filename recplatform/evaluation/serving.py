@@ -61,8 +61,17 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
 
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s, %s)"
 DEFAULTS_SQL = ("SELECT user_type, strategy, popularity_weight, content_weight, neighbors, evidence_weight, "
-                "evidence_from, switch_after, exploration_share, fresh_max_interactions FROM rec.retrieval_defaults")
+                "evidence_from, switch_after, exploration_share, fresh_max_interactions, neighbor_min_interactions, "
+                "overlap_weight, evidence_n0 FROM rec.retrieval_defaults")
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
+# Columns an onboarding variant may override (row, short label in the variant's name).
+OVERRIDE_COLUMNS: dict[str, str] = {"overlap_weight": "onboarding", "evidence_weight": "onboarding",
+                                    "evidence_n0": "onboarding", "evidence_from": "onboarding",
+                                    "neighbors": "onboarding", "neighbor_min_interactions": "cold",
+                                    "switch_after": "onboarding"}
+OVERRIDE_LABELS: dict[str, str] = {"overlap_weight": "overlap", "evidence_weight": "eta", "evidence_n0": "n0",
+                                   "evidence_from": "from", "neighbors": "nb", "neighbor_min_interactions": "min",
+                                   "switch_after": "switch"}
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
@@ -100,6 +109,9 @@ class Variant:
     neighbors: int | None = None  # None: the default of rec.retrieval_defaults
     exploration_share: float | None = 0.0
     shallow: bool = False
+    # values of the onboarding row of rec.retrieval_defaults (and the cold row's neighbor_min_interactions) set in
+    # a transaction that is rolled back: the onboarding parameters tried against the default
+    overrides: tuple[tuple[str, float], ...] = ()
 
     @property
     def name(self) -> str:
@@ -110,6 +122,8 @@ class Variant:
             name += f"+content{self.content_weight:g}"
         if self.popularity_weight:
             name += f"+prior{self.popularity_weight:g}"
+        for column, value in self.overrides:
+            name += f"+{OVERRIDE_LABELS[column]}{value:g}"
         if self.exploration_share is None:
             name += "+explore(default)"
         elif self.exploration_share:
@@ -119,7 +133,7 @@ class Variant:
     @property
     def is_default(self) -> bool:
         """What rec.recommend serves with no argument but the user (the exploration share at its default)."""
-        return self.strategy == "default" and self.neighbors is None and (
+        return self.strategy == "default" and self.neighbors is None and not self.overrides and (
             self.exploration_share is None or not self.shallow)
 
     def call(self) -> tuple[str | None, float | None, float | None]:
@@ -138,6 +152,28 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
 # onboarding path forced.
 ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3),
                                             Variant("onboarding"))
+# The onboarding parameters tried around the default (``--variants all``): neighbours' minimum history, the overlap
+# re-weighting of neighbours, and the fold-in evidence weight eta * n / (n + n0).
+ONBOARDING_GRID: tuple[Variant, ...] = (
+    Variant("default", None, overrides=(("neighbor_min_interactions", 5),)),
+    Variant("default", None, overrides=(("neighbor_min_interactions", 20),)),
+    Variant("default", None, overrides=(("neighbor_min_interactions", 100),)),
+    Variant("default", None, overrides=(("overlap_weight", 0),)),
+    Variant("default", None, overrides=(("overlap_weight", 1),)),
+    Variant("default", None, overrides=(("overlap_weight", 0.3), ("evidence_from", 10))),
+    Variant("default", None, overrides=(("evidence_weight", 0),)),
+    Variant("default", None, overrides=(("evidence_weight", 0.5),)),
+)
+# Warm users below the onboarding switch are served by the onboarding path: the switch point tried on warm users,
+# and the onboarding path as it was before revision 0010 (neighbours with >= 5 items, no overlap re-weighting).
+WARM_GRID: tuple[Variant, ...] = (
+    Variant("default", None, overrides=(("switch_after", 21),)),
+    Variant("default", None, overrides=(("switch_after", 30),)),
+    Variant("default", None, overrides=(("neighbor_min_interactions", 5), ("overlap_weight", 0))),
+)
+# The cold neighbours' minimum history tried on cold users (the cold row; the default is also served).
+COLD_GRID: tuple[Variant, ...] = tuple(Variant("default", None, overrides=(("neighbor_min_interactions", m),))
+                                       for m in (5, 20, 100))
 # New items: exploration shares served besides the default one (the share-0 row is the deep default list).
 EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
 # Exploration variants are asked for 10 items (the list a user is shown; the fresh slots are its last ones), so
@@ -152,11 +188,11 @@ def strategies_for(protocol: str, limit: Limits, variants: str = "all") -> list[
     ``variants="defaults"``: only the default (and, on warm users, the taste vector alone) where a protocol has
     many variants: a quicker run that still measures what is served."""
     if protocol == "onboarding":
-        return list(ONBOARDING_VARIANTS)
+        return list(ONBOARDING_VARIANTS) + (list(ONBOARDING_GRID) if variants == "all" else [])
     if variants == "defaults" and protocol == "cold-user":
-        return [Variant("default")]
+        return [Variant("default"), *COLD_GRID]
     if variants == "defaults" and protocol == "warm":
-        return [Variant("default"), Variant("taste")]
+        return [Variant("default"), Variant("taste"), *WARM_GRID]
     if protocol == "cold-user":
         cold = [s for s in limit.cold_strategies if s not in BASELINE_STRATEGIES]
         return ([Variant("default")] + [Variant(s, w) for s in cold for w in PRIOR_WEIGHTS]
@@ -258,29 +294,35 @@ def load_split(dataset, split: Split, settings: Settings, encoder: MemoEncoder) 
 
 def _defaults(conn) -> dict[str, tuple]:
     """rec.retrieval_defaults by user type: (strategy, prior weight, content weight, neighbours, evidence weight,
-    evidence from, switch after, exploration share, fresh below n interactions)."""
+    evidence from, switch after, exploration share, fresh below n interactions, neighbours' minimum items,
+    overlap weight, evidence n0)."""
     return {row[0]: tuple(row[1:]) for row in conn.execute(DEFAULTS_SQL).fetchall()}
 
 
 def recommend_all(settings: Settings, users: Sequence[str], strategy: str | None, weight: float | None, k: int,
                   content_weight: float | None = None, neighbors: int | None = None,
-                  exploration_share: float | None = 0.0) -> dict[str, list[str]]:
+                  exploration_share: float | None = 0.0,
+                  overrides: tuple[tuple[str, float], ...] = ()) -> dict[str, list[str]]:
     """rec.recommend for every user over one connection (what a client or analytics tool would run).
 
     ``exploration_share`` defaults to 0: the cold-user, warm and onboarding protocols measure the ranker itself;
     the new-item protocol's hybrid view measures share 0 against the default (None).
 
     ``neighbors`` sets the cold neighbourhood size inside a transaction that is rolled back afterwards, so the
-    scratch database keeps its defaults.
+    scratch database keeps its defaults; so do ``overrides`` (columns of :data:`OVERRIDE_COLUMNS`).
     """
     out: dict[str, list[str]] = {}
-    with db.connect(settings, autocommit=neighbors is None) as conn:
+    scoped = neighbors is not None or bool(overrides)
+    with db.connect(settings, autocommit=not scoped) as conn:
         if neighbors is not None:
             conn.execute(SET_NEIGHBORS_SQL, (neighbors,))
+        for column, value in overrides:
+            conn.execute(psql.SQL("UPDATE rec.retrieval_defaults SET {} = %s WHERE user_type = %s").format(
+                psql.Identifier(column)), (value, OVERRIDE_COLUMNS[column]))
         for user in users:
             out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight, content_weight,
                                                                         exploration_share)).fetchall()]
-        if neighbors is not None:
+        if scoped:
             conn.rollback()
     return out
 
@@ -301,7 +343,7 @@ def serve_onboarding(dataset, split: Split, config, base: Settings | None = None
         ordered = split.onboarding
         position = ordered.groupby("user_id", sort=False).cumcount()
         with db.connect(settings, autocommit=True) as conn:
-            default = _defaults(conn).get("warm")
+            onb = _defaults(conn).get("onboarding")
         done = 0
         for step in split.steps:
             t0 = time.perf_counter()
@@ -314,14 +356,15 @@ def serve_onboarding(dataset, split: Split, config, base: Settings | None = None
             if step == split.steps[0]:
                 step_timings.update(timings)
             served = []
-            for variant in ONBOARDING_VARIANTS:
+            for variant in strategies_for("onboarding", None, config.variants):
                 t0 = time.perf_counter()
                 strategy, weight, _ = variant.call()
-                recs = recommend_all(settings, users, strategy, weight, config.max_k)
+                recs = recommend_all(settings, users, strategy, weight, config.max_k, overrides=variant.overrides)
                 served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight, recs,
                                              time.perf_counter() - t0, variant.is_default,
                                              {"sql_strategy": strategy, "popularity_weight": weight,
-                                              "warm_default": list(default) if default else None}))
+                                              "overrides": dict(variant.overrides),
+                                              "onboarding_default": list(onb) if onb else None}))
             log.info("onboarding fold %d, %d known: served %d users", split.fold, step, len(users))
             out[step] = ServedSplit(served, notes, step_timings)
         return out
@@ -353,7 +396,7 @@ def serve_split(dataset, split: Split, config, base: Settings | None = None, *, 
             strategy, weight, content = variant.call()
             k = EXPLORATION_K if variant.shallow else min(depth or config.max_k, limit.max_k)
             recs = recommend_all(settings, users, strategy, weight, k, content, variant.neighbors,
-                                 variant.exploration_share)
+                                 variant.exploration_share, variant.overrides)
             seconds = time.perf_counter() - t0
             served.append(ServedStrategy(variant.name, variant.strategy, variant.popularity_weight or 0.0, recs,
                                          seconds, variant.is_default,

@@ -1,6 +1,7 @@
 -- Nearest established users to a demographic vector (HNSW over kind='demographic' vectors of the content space).
--- p_require: 'interactions' (at least 5 interactions: a user who is onboarding does not vote for others) or
--- 'taste' (has a taste vector in p_collab).
+-- p_require: 'interactions' (at least neighbor_min_interactions items, from the cold row of
+-- rec.retrieval_defaults: a user who is onboarding does not vote for others; topped up with users that have at
+-- least 5 when too few have that many) or 'taste' (a taste vector in p_collab).
 CREATE OR REPLACE FUNCTION rec._demographic_neighbors(p_content integer, p_collab integer, p_demo vector, p_self text,
                                                       p_n integer, p_require text)
 RETURNS TABLE(user_id text, similarity double precision)
@@ -15,6 +16,9 @@ DECLARE
     v_ids text[];
     v_dists double precision[];
     v_warm text;
+    v_skip integer;
+    v_more_ids text[];
+    v_more_dists double precision[];
     v_sql constant text :=
         'WITH c AS MATERIALIZED (SELECT u.user_id, (u.embedding::vector(%1$s) <=> $1)::float8 AS dist'
         ' FROM rec.user_embeddings u WHERE u.space_id = %2$s AND u.kind = ''demographic'''
@@ -30,15 +34,17 @@ BEGIN
         v_warm := format('EXISTS (SELECT 1 FROM rec.user_embeddings t WHERE t.space_id = %s AND t.user_id = u.user_id'
                          ' AND t.kind = ''taste'' OFFSET 0)', p_collab);
     ELSE
-        -- OFFSET keeps this a per-row probe (not a semi-join over all interactions) beside the index scan; OFFSET 4:
-        -- a fifth interaction exists
-        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET 4)';
+        -- OFFSET keeps this a per-row probe (not a semi-join over all interactions) beside the index scan; OFFSET
+        -- m - 1: an m-th interaction exists
+        v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET $4)';
     END IF;
+    SELECT coalesce(max(d.neighbor_min_interactions), 5) - 1 INTO v_skip
+    FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
     PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * p_n))::text, true);
     -- Most users with a demographic vector are warm: over-fetch 2n by the bare index scan, keep the warm ones
     -- (one primary-key probe each); only when that leaves fewer than n, filter inside the iterative scan.
     EXECUTE format(v_sql, v_dim, p_content, 'true', format('u.embedding::vector(%s) <=> $1', v_dim))
-        INTO v_ids, v_dists USING p_demo, p_self, 2 * p_n;
+        INTO v_ids, v_dists USING p_demo, p_self, 2 * p_n, v_skip;
     IF p_require = 'taste' THEN
         SELECT array_agg(n.user_id ORDER BY n.ord), array_agg(n.dist ORDER BY n.ord) INTO v_ids, v_dists
         FROM (SELECT w.user_id, w.dist, w.ord FROM unnest(v_ids, v_dists) WITH ORDINALITY AS w(user_id, dist, ord)
@@ -48,16 +54,29 @@ BEGIN
     ELSE
         SELECT array_agg(n.user_id ORDER BY n.ord), array_agg(n.dist ORDER BY n.ord) INTO v_ids, v_dists
         FROM (SELECT w.user_id, w.dist, w.ord FROM unnest(v_ids, v_dists) WITH ORDINALITY AS w(user_id, dist, ord)
-              WHERE EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = w.user_id OFFSET 4)
+              WHERE EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = w.user_id OFFSET v_skip)
               ORDER BY w.ord LIMIT p_n) n;
     END IF;
     IF coalesce(cardinality(v_ids), 0) < p_n THEN
         EXECUTE format(v_sql, v_dim, p_content, v_warm, format('u.embedding::vector(%s) <=> $1', v_dim))
-            INTO v_ids, v_dists USING p_demo, p_self, p_n;
+            INTO v_ids, v_dists USING p_demo, p_self, p_n, v_skip;
     END IF;
     IF coalesce(cardinality(v_ids), 0) < p_n THEN
         EXECUTE format(v_sql, v_dim, p_content, v_warm, format('(u.embedding::vector(%s) <=> $1) + 0', v_dim))
-            INTO v_ids, v_dists USING p_demo, p_self, p_n;
+            INTO v_ids, v_dists USING p_demo, p_self, p_n, v_skip;
+    END IF;
+    IF p_require <> 'taste' AND v_skip > 4 AND coalesce(cardinality(v_ids), 0) < p_n THEN
+        -- too few users with the configured history (a small or young deployment): top up with the nearest users
+        -- that have at least 5 interactions
+        EXECUTE format(v_sql, v_dim, p_content, v_warm, format('u.embedding::vector(%s) <=> $1', v_dim))
+            INTO v_more_ids, v_more_dists USING p_demo, p_self, p_n, 4;
+        SELECT array_agg(m.user_id ORDER BY m.pass, m.dist, m.user_id),
+               array_agg(m.dist ORDER BY m.pass, m.dist, m.user_id) INTO v_ids, v_dists
+        FROM (SELECT a.user_id, a.dist, 0 AS pass FROM unnest(v_ids, v_dists) AS a(user_id, dist)
+              UNION ALL
+              (SELECT b.user_id, b.dist, 1 FROM unnest(v_more_ids, v_more_dists) AS b(user_id, dist)
+               WHERE NOT (b.user_id = ANY(coalesce(v_ids, '{}')))
+               ORDER BY b.dist, b.user_id LIMIT p_n - coalesce(cardinality(v_ids), 0))) m;
     END IF;
     RETURN QUERY SELECT u.user_id, 1 - u.dist FROM unnest(v_ids, v_dists) AS u(user_id, dist);
 END

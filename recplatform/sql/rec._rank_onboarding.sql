@@ -1,6 +1,8 @@
 -- Onboarding: the cold prior (neighbour votes + popularity, seen items excluded) updated in log space by the
--- user's own evidence, eta * x_u . y_i (docs/retrieval.md, Onboarding). With eta = 0 this ranks exactly
--- like the cold default with the user's items excluded.
+-- user's own evidence, eta * x_u . y_i (docs/retrieval.md, Onboarding). From evidence_from items on, each
+-- demographic neighbour's vote is also weighted by 1 + overlap_weight * (items it shares with the user) (the
+-- onboarding row of rec.retrieval_defaults). With eta = 0 and overlap_weight = 0 this ranks exactly like the cold default with the
+-- user's items excluded.
 CREATE OR REPLACE FUNCTION rec._rank_onboarding(p_demo vector, p_self text, p_collab integer, p_taste vector, p_k integer,
                                      p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                      p_pop_weight double precision, p_neighbors integer, p_eta double precision)
@@ -14,10 +16,29 @@ DECLARE
     v_sims double precision[];
     v_scale double precision;
     v_norm double precision;
+    v_overlap double precision;
+    v_mine text[];
+    v_from integer;
 BEGIN
     IF p_demo IS NOT NULL AND v_content IS NOT NULL THEN
         SELECT array_agg(n.user_id), array_agg(n.similarity) INTO v_ids, v_sims
         FROM rec._demographic_neighbors(v_content, p_collab, p_demo, p_self, p_neighbors, 'interactions') n;
+    END IF;
+    SELECT d.overlap_weight, d.evidence_from INTO v_overlap, v_from
+    FROM rec.retrieval_defaults d WHERE d.user_type = 'onboarding';
+    IF coalesce(v_overlap, 0) > 0 AND coalesce(cardinality(v_ids), 0) > 0 THEN
+        SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_mine FROM rec.interactions x
+        WHERE x.user_id = p_self;
+    END IF;
+    IF cardinality(v_mine) >= coalesce(v_from, 1) THEN
+        -- from evidence_from items on, neighbours who share the user's items count more:
+        -- sim * (1 + overlap_weight * shared items)
+        SELECT array_agg(n.user_id ORDER BY n.ord),
+               array_agg(greatest(n.sim, 0) * (1 + v_overlap * (
+                   SELECT count(DISTINCT x.item_id) FROM rec.interactions x
+                   WHERE x.user_id = n.user_id AND x.item_id = ANY(v_mine))) ORDER BY n.ord)
+        INTO v_ids, v_sims
+        FROM unnest(v_ids, v_sims) WITH ORDINALITY AS n(user_id, sim, ord);
     END IF;
     IF p_eta <= 0 OR p_taste IS NULL OR p_collab IS NULL THEN
         IF coalesce(cardinality(v_ids), 0) = 0 THEN

@@ -1,6 +1,6 @@
 -- The list without exploration: warm taste, onboarding, or a cold strategy (what rec.recommend served before
 -- revision 0005, plus the onboarding path). p_n is the user's number of distinct items. A user without any
--- demographic field is served as if it had no demographic vector (popularity; revision 0012).
+-- demographic field is served as if it had no demographic vector (popularity; revision 0015).
 CREATE OR REPLACE FUNCTION rec._recommend_main(p_user text, p_k integer, p_seen text[], p_n integer, p_genres text[],
                                     p_min_year integer, p_max_year integer, p_strategy text,
                                     p_weight double precision, p_content_weight double precision)
@@ -36,7 +36,8 @@ BEGIN
         RETURN QUERY SELECT * FROM rec._rank_onboarding(
             v_demo, v_user, v_collab, v_taste, p_k, p_seen, p_genres, p_min_year, p_max_year,
             coalesce(p_weight, v_onb.popularity_weight, 0.3), coalesce(v_onb.neighbors, 100),
-            CASE WHEN p_n >= coalesce(v_onb.evidence_from, 1) THEN coalesce(v_onb.evidence_weight, 0) ELSE 0 END);
+            CASE WHEN p_n >= coalesce(v_onb.evidence_from, 1)
+                 THEN coalesce(v_onb.evidence_weight, 0) * p_n / (p_n + coalesce(v_onb.evidence_n0, 0)) ELSE 0 END);
         RETURN;
     END IF;
     IF v_strategy = 'onboarding' THEN
