@@ -91,6 +91,8 @@ def demo_platform(services_settings):
     Returns ``(settings, env)``: the ``RECPLATFORM_*`` variables that point the CLI and the client at it."""
     from recplatform.cli import demo
     from recplatform.config import configure_environment
+    from recplatform.features.server import stop_feature_server
+    from recplatform.workers.process import stop_local_worker
 
     from test_workers import _redis_url
 
@@ -104,10 +106,14 @@ def demo_platform(services_settings):
         configure_environment(settings)
         demo.run(settings, demo.DemoOptions(users=200, items=150))
     finally:
+        # The demo leaves a worker with its beat running (as `up` does); here nothing may change the state under
+        # the examples (the beat's reconcile and retraining), and the session's other workers need the pid file.
+        stop_local_worker(settings)
         os.environ.clear()
         os.environ.update(saved)
         get_settings.cache_clear()
-    return settings, env
+    yield settings, env
+    stop_feature_server(settings)
 
 
 def write_movielens_csv(root: Path, n_users: int = 30, n_movies: int = 40, seed: int = 0) -> Path:

@@ -1,7 +1,7 @@
 -- Nearest established users to a demographic vector (HNSW over kind='demographic' vectors of the content space).
 -- p_require: 'interactions' (at least neighbor_min_interactions items, from the cold row of
--- rec.retrieval_defaults: a user who is onboarding does not vote for others; topped up with users that have at
--- least 5 when too few have that many) or 'taste' (a taste vector in p_collab).
+-- rec.retrieval_defaults: a user who is onboarding does not vote for others; when fewer than p_n users have that
+-- many, the nearest users with at least 5 vote instead) or 'taste' (a taste vector in p_collab).
 CREATE OR REPLACE FUNCTION rec._demographic_neighbors(p_content integer, p_collab integer, p_demo vector, p_self text,
                                                       p_n integer, p_require text)
 RETURNS TABLE(user_id text, similarity double precision)
@@ -17,8 +17,6 @@ DECLARE
     v_dists double precision[];
     v_warm text;
     v_skip integer;
-    v_more_ids text[];
-    v_more_dists double precision[];
     v_sql constant text :=
         'WITH c AS MATERIALIZED (SELECT u.user_id, (u.embedding::vector(%1$s) <=> $1)::float8 AS dist'
         ' FROM rec.user_embeddings u WHERE u.space_id = %2$s AND u.kind = ''demographic'''
@@ -66,17 +64,10 @@ BEGIN
             INTO v_ids, v_dists USING p_demo, p_self, p_n, v_skip;
     END IF;
     IF p_require <> 'taste' AND v_skip > 4 AND coalesce(cardinality(v_ids), 0) < p_n THEN
-        -- too few users with the configured history (a small or young deployment): top up with the nearest users
-        -- that have at least 5 interactions
+        -- too few users with the configured history (a small or young deployment): the nearest users that have
+        -- at least 5 interactions vote instead (mixing the two sets would put far-away heavy users first)
         EXECUTE format(v_sql, v_dim, p_content, v_warm, format('u.embedding::vector(%s) <=> $1', v_dim))
-            INTO v_more_ids, v_more_dists USING p_demo, p_self, p_n, 4;
-        SELECT array_agg(m.user_id ORDER BY m.pass, m.dist, m.user_id),
-               array_agg(m.dist ORDER BY m.pass, m.dist, m.user_id) INTO v_ids, v_dists
-        FROM (SELECT a.user_id, a.dist, 0 AS pass FROM unnest(v_ids, v_dists) AS a(user_id, dist)
-              UNION ALL
-              (SELECT b.user_id, b.dist, 1 FROM unnest(v_more_ids, v_more_dists) AS b(user_id, dist)
-               WHERE NOT (b.user_id = ANY(coalesce(v_ids, '{}')))
-               ORDER BY b.dist, b.user_id LIMIT p_n - coalesce(cardinality(v_ids), 0))) m;
+            INTO v_ids, v_dists USING p_demo, p_self, p_n, 4;
     END IF;
     RETURN QUERY SELECT u.user_id, 1 - u.dist FROM unnest(v_ids, v_dists) AS u(user_id, dist);
 END
