@@ -63,7 +63,6 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
     steps = Steps()
     with steps.step("1. services"):
         services.up(settings)
-        start_feature_server(settings, wait=False)  # ready by step 3; it imports Feast meanwhile
         if options.worker:
             start_local_worker(settings)
         print_table("services", ["service", "state", "url"],
@@ -75,7 +74,7 @@ def run(settings: Settings, options: DemoOptions) -> Steps:
         console.print(f"schema rec at revision {db.current_revision(settings)}; feast apply: "
                       f"{len(applied.feature_views)} feature views, {len(applied.entities)} entities "
                       f"in {applied.seconds:.2f}s")
-        try:
+        try:  # after apply: a server starting beside `feast apply` races it creating the SQL registry's tables
             start_feature_server(settings, wait=True)
             console.print(f"Feast feature server on {settings.feature_server_url}")
         except RuntimeError as exc:
