@@ -169,3 +169,14 @@ def write_movielens_csv(root: Path, n_users: int = 30, n_movies: int = 40, seed:
 def movielens_csv(tmp_path_factory) -> Path:
     """The small CSV-layout MovieLens directory of :func:`write_movielens_csv` (``ml-latest-small`` by name)."""
     return write_movielens_csv(tmp_path_factory.mktemp("csv") / "ml-latest-small")
+
+
+@pytest.fixture
+def platform_env(demo_platform, monkeypatch):
+    """The demo platform's settings, with the environment (CLI, client) pointing at it for one test."""
+    settings, env = demo_platform
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()

@@ -18,20 +18,9 @@ from typer.testing import CliRunner
 
 from recplatform.cli import app
 from recplatform.client import RecClient
-from recplatform.config import get_settings
 
 COMMANDS = [[], ["recommend"], ["evaluate"], ["load"], ["load", "movielens"], ["features", "user"], ["embed"],
             ["train"], ["demo"]]
-
-
-@pytest.fixture
-def platform_env(demo_platform, monkeypatch):
-    settings, env = demo_platform
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield settings
-    get_settings.cache_clear()
 
 
 def _help(args: list[str]) -> str:

@@ -80,27 +80,25 @@ def _pid_file(settings: Settings):
     return settings.state_dir / "pids" / "worker.pid"
 
 
-def local_worker_pid(settings: Settings) -> int | None:
+def _celery_pid(path) -> int | None:
+    """The pid a file names (its first word), when that process is a live (not zombie) Celery process."""
     try:
-        pid = int(_pid_file(settings).read_text().split()[0])
+        pid = int(path.read_text().split()[0])
         proc = psutil.Process(pid)
         if proc.status() != psutil.STATUS_ZOMBIE and "celery" in " ".join(proc.cmdline()):
             return pid
     except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
         pass
     return None
+
+
+def local_worker_pid(settings: Settings) -> int | None:
+    return _celery_pid(_pid_file(settings))
 
 
 def beat_pid(settings: Settings) -> int | None:
     """The beat that holds the local schedule's lock (``<schedule>.lock`` names its holder), if it runs."""
-    try:
-        pid = int((settings.state_dir / "celerybeat-schedule.lock").read_text().split()[0])
-        proc = psutil.Process(pid)
-        if proc.status() != psutil.STATUS_ZOMBIE and "celery" in " ".join(proc.cmdline()):
-            return pid
-    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
-        pass
-    return None
+    return _celery_pid(settings.state_dir / "celerybeat-schedule.lock")
 
 
 def workers_answering(settings: Settings, timeout: float = 1.0) -> list[str]:
