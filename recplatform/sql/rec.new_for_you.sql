@@ -8,7 +8,6 @@ DECLARE
     v_user constant text := $1;
     v_seen text[] := '{}';
     v_collab integer := rec.active_space_id('collaborative');
-    v_query vector;  -- computed once: passed inline, the SQL function _rank_fresh would evaluate it per row
     v_def rec.retrieval_defaults;
 BEGIN
     PERFORM rec._check_request($2, $3, $4, $5, NULL);
@@ -19,8 +18,7 @@ BEGIN
         SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_seen FROM rec.interactions x WHERE x.user_id = v_user;
     END IF;
     SELECT * INTO v_def FROM rec.retrieval_defaults d WHERE d.user_type = 'warm';
-    v_query := rec._fresh_query(v_user, v_collab);
-    RETURN QUERY SELECT * FROM rec._rank_fresh(v_collab, v_query, $2, v_seen, $3, $4, $5,
+    RETURN QUERY SELECT * FROM rec._rank_fresh(v_collab, rec._fresh_query(v_user, v_collab), $2, v_seen, $3, $4, $5,
                                                coalesce(v_def.fresh_max_interactions, 5), v_def.fresh_max_age,
                                                'fresh');
 END

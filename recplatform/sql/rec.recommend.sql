@@ -19,7 +19,6 @@ DECLARE
     v_n integer;
     v_fresh integer;
     v_collab integer := rec.active_space_id('collaborative');
-    v_query vector;  -- computed once: passed inline, the SQL function _rank_fresh would evaluate it per row
     v_def rec.retrieval_defaults;
 BEGIN
     PERFORM rec._check_request(v_k, $4, $5, $6, $7);
@@ -49,11 +48,10 @@ BEGIN
         WHERE d.user_type = CASE WHEN v_n = 0 THEN 'cold' ELSE 'warm' END;
     END IF;
     -- The last v_fresh slots go to fresh items; the main list fills the rest and tops up when fewer are fresh.
-    v_query := rec._fresh_query(v_user, v_collab);
     RETURN QUERY
     WITH fresh AS (
         SELECT f.item_id, f.title, f.score, f.rank
-        FROM rec._rank_fresh(v_collab, v_query, v_fresh, v_seen, $4, $5, $6,
+        FROM rec._rank_fresh(v_collab, rec._fresh_query(v_user, v_collab), v_fresh, v_seen, $4, $5, $6,
                              coalesce(v_def.fresh_max_interactions, 5), v_def.fresh_max_age, 'exploration') f
     ), main AS (
         SELECT m.item_id, m.title, m.score, m.source, m.rank
