@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
               "item": {k: summary(v) for k, v in rows["item"].items()},
               "user": {k: summary(v) for k, v in rows["user"].items()},
               "worker_batch_in_process": summary(baseline)}
-    report["item_total_over_in_process"] = report["item"]["total"]["median_s"] / report["worker_batch_in_process"]["median_s"]
+    report["item_total_over_in_process"] = (report["item"]["total"]["median_s"]
+                                            / report["worker_batch_in_process"]["median_s"])
     table = Table(title=f"freshness: ingestion to served ({args.rounds} rounds, encoder {settings.model})")
     for col in ("entity", "part", "median s", "p90 s", "max s"):
         table.add_column(col, justify="left" if col in ("entity", "part") else "right")
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
             s = report[entity][part]
             table.add_row(entity, label, f"{s['median_s']:.3f}", f"{s['p90_s']:.3f}", f"{s['max_s']:.3f}")
     s = report["worker_batch_in_process"]
-    table.add_row("item", "baseline: embed_batch in process (content vector)", f"{s['median_s']:.3f}", f"{s['p90_s']:.3f}",
-                  f"{s['max_s']:.3f}")
+    table.add_row("item", "baseline: embed_batch in process (content vector)", f"{s['median_s']:.3f}",
+                  f"{s['p90_s']:.3f}", f"{s['max_s']:.3f}")
     console.print(table)
     console.print(f"item total / in-process batch: {report['item_total_over_in_process']:.1f}x")
     args.output.mkdir(parents=True, exist_ok=True)

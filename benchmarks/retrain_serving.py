@@ -4,17 +4,17 @@ Data: ``--interactions`` synthetic interactions (default 1M) over ``--items`` it
 ``--users`` users (default 20,000), from :func:`recplatform.datasets.synthetic.generate_interaction_blocks`, in a
 database ``bench_retrain_<n>`` (built once by ``train_scale.database``, reused when it holds the same data).
 
-One client on one connection asks ``rec.recommend(user, 10)`` (exclude seen on) for random warm users in a
-closed loop, the whole run long, alternating query by query two arms: the default call, and the same call with
-``exploration_share => 0`` (no fresh-item slots: the taste/onboarding ranking alone). The run alternates ``--rest`` seconds at rest with a full retrain
-(:func:`recplatform.retrieval.training.train_collaborative_space` in its own process, as a worker runs it: load,
-ALS, writing the new space, CREATE INDEX CONCURRENTLY, activation, dropping the space before the previous one
-concurrently in batches), ``--repeats`` times, and ends at rest. Each query is labelled by whether a training
-process was alive when it started. The table gives p50/p99/max of each label, pooled and per repeat, and the
-during/rest ratio of p99 (pooled; and the median of the per-repeat ratios, each repeat against the rest window
-before it). The machine has 2 cores: the training's numpy and its index build compete with the query for
-CPU, so the ratio measures CPU sharing as well as locking; ``max`` shows any stall (a lock wait would be as
-long as the whole copy and build).
+One client on one connection asks ``rec.recommend(user, 10)`` (exclude seen on) for random warm users in a closed
+loop, the whole run long, alternating query by query two arms: the default call, and the same call with
+``exploration_share => 0`` (no fresh-item slots: the taste/onboarding ranking alone). The run alternates ``--rest``
+seconds at rest with a full retrain (:func:`recplatform.retrieval.training.train_collaborative_space` in its own
+process, as a worker runs it: load, ALS, writing the new space, CREATE INDEX CONCURRENTLY, activation, dropping the
+space before the previous one concurrently in batches), ``--repeats`` times, and ends at rest. Each query is
+labelled by whether a training process was alive when it started. The table gives p50/p99/max of each label, pooled
+and per repeat, and the during/rest ratio of p99 (pooled; and the median of the per-repeat ratios, each repeat
+against the rest window before it). The machine has 2 cores: the training's numpy and its index build compete with
+the query for CPU, so the ratio measures CPU sharing as well as locking; ``max`` shows any stall (a lock wait would
+be as long as the whole copy and build).
 
 Usage: ``python benchmarks/retrain_serving.py [--interactions 1000000] [--items 100000] [--repeats 3]``.
 Prints a table and writes ``benchmarks/results/retrain_serving.json``.

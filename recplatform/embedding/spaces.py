@@ -27,8 +27,9 @@ from recplatform.text.templates import TEMPLATE_VERSION
 log = logging.getLogger(__name__)
 
 CONTENT, COLLABORATIVE = "content", "collaborative"
-# params->>'status' of a space: building (being backfilled), active (serving), retired (replaced).
-BUILDING, ACTIVE, RETIRED = "building", "active", "retired"
+# params->>'status' of a space: building (being backfilled), active (serving), retired (replaced), dropping
+# (being deleted by drop_space).
+BUILDING, ACTIVE, RETIRED, DROPPING = "building", "active", "retired", "dropping"
 
 _COLUMNS = "space_id, name, kind, model_ref, dimension, template_version, is_active, params"
 
@@ -331,8 +332,8 @@ def drop_space(settings: Settings | None, space_id: int, *, batch: int = DROP_BA
             return 0
         if row[0]:
             raise ValueError(f"space_id: embedding space {space_id} is active; activate another one first")
-        conn.execute("UPDATE rec.embedding_models SET params = params || '{\"status\": \"dropping\"}' "
-                     "WHERE space_id = %s AND NOT is_active", (space_id,))
+        conn.execute("UPDATE rec.embedding_models SET params = params || %s::jsonb "
+                     "WHERE space_id = %s AND NOT is_active", (json.dumps({"status": DROPPING}), space_id))
         for _name, statement in _ddl(conn, space_id, drop=True):
             conn.execute(statement)
         for table in ("item_embeddings", "user_embeddings"):

@@ -28,7 +28,8 @@ WHERE m.kind = 'collaborative' AND NOT m.is_active
 """
 BUILDING_COLLABORATIVE_SPACES = """
 SELECT m.space_id FROM rec.embedding_models m
-WHERE m.kind = 'collaborative' AND NOT m.is_active AND coalesce(m.params->>'status', 'building') IN ('building', 'dropping')
+WHERE m.kind = 'collaborative' AND NOT m.is_active
+  AND coalesce(m.params->>'status', 'building') IN ('building', 'dropping')
 ORDER BY m.space_id
 """
 REFRESH_ITEM_PRIORS = "SELECT rec.refresh_item_priors()"

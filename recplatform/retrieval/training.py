@@ -47,9 +47,10 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
 
     Also maps items without interactions from their content embeddings, refreshes rec.item_priors, fits
     the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`), drops collaborative
-    spaces older than the previous one (:func:`~recplatform.embedding.spaces.drop_space`: concurrently, in batches), and after activation folds in again every user whose interactions
-    arrived during the training and maps items whose content vector arrived meanwhile. Raises ValueError when
-    there are no interactions with a positive strength.
+    spaces older than the previous one (:func:`~recplatform.embedding.spaces.drop_space`: concurrently, in
+    batches), and after activation folds in again every user whose interactions arrived during the training
+    and maps items whose content vector arrived meanwhile. Raises ValueError when there are no interactions
+    with a positive strength.
     """
     settings = settings or get_settings()
     with db.connect(settings, autocommit=True, vector=False) as lock:
@@ -101,9 +102,8 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
     space = spaces.activate(settings, space.space_id)
     with db.transaction(settings) as conn:
         conn.execute(sql.REFRESH_ITEM_PRIORS)
-        old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]
-    with db.connect(settings, autocommit=True, vector=False) as conn:
         conn.execute(sql.ANALYZE_ITEM_PRIORS)  # every row was replaced: fresh statistics for the serving plans
+        old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]
     for space_id in old:
         spaces.drop_space(settings, space_id)
     if fit_coldstart:
