@@ -22,7 +22,9 @@ def demo_env(services_settings):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = services_settings.model_copy(update={"database_name": f"demo_{os.getpid()}",
+    # not the session's demo database (conftest's demo_platform, which the README examples read): this test's
+    # demo writes a different catalogue
+    settings = services_settings.model_copy(update={"database_name": f"demo_cli_{os.getpid()}",
                                                     "feature_server_port": port})
     env = {**os.environ, "RECPLATFORM_STATE_DIR": str(settings.state_dir),
            "RECPLATFORM_DATABASE_NAME": settings.database_name, "RECPLATFORM_FEATURE_SERVER_PORT": str(port),
