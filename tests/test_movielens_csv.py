@@ -92,6 +92,9 @@ def test_load_csv_then_users_without_demographics_get_popularity(csv_database, m
         assert [r.item_id for r in nobody] == [r.item_id for r in popular]
         described = client.recommend("described", k=5, exploration_share=0)
         assert {r.source for r in described} == {"demographic_neighbors"}
+        # explain tells the path that served: popularity, not neighbours, for the user without demographics
+        assert client.explain("newcomer", nobody[0].item_id).source == "popularity"
+        assert client.explain("described", described[0].item_id).source == "demographic_neighbors"
 
 
 def test_a_second_catalogue_is_refused_unless_added(csv_database, movielens_csv):

@@ -23,12 +23,7 @@ BEGIN
         WHERE t.space_id = v_collab AND t.user_id = v_user AND t.kind = 'taste';
     END IF;
     IF v_content IS NOT NULL THEN
-        SELECT t.embedding INTO v_demo FROM rec.user_embeddings t
-        WHERE t.space_id = v_content AND t.user_id = v_user AND t.kind = 'demographic'
-          -- a user with no demographics ("A person.") has no demographic neighbours: served by popularity
-          AND EXISTS (SELECT 1 FROM rec.users u WHERE u.user_id = v_user
-                      AND (u.age IS NOT NULL OR u.gender IS NOT NULL OR u.occupation IS NOT NULL
-                           OR u.zip_code IS NOT NULL));
+        v_demo := rec._demographic_vector(v_content, v_user);  -- NULL without demographics: popularity serves
     END IF;
     SELECT * INTO v_onb FROM rec.retrieval_defaults d WHERE d.user_type = 'onboarding';
     IF p_n > 0 AND (v_strategy = 'onboarding'

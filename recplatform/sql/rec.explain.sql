@@ -1,6 +1,6 @@
 -- Why an item was recommended: for a warm user, the history items closest to it in the collaborative space
 -- (similarity of item factors) with their interaction weight; for a cold user, the demographic neighbours
--- who interacted with it and their similarity; otherwise its popularity.
+-- who interacted with it and their similarity; otherwise (no taste, no demographics) its popularity, as served.
 CREATE OR REPLACE FUNCTION rec.explain(user_id text, item_id text, k integer DEFAULT 5)
 RETURNS TABLE(source text, reason text, ref_id text, label text, similarity double precision,
               weight double precision)
@@ -47,8 +47,7 @@ BEGIN
         END IF;
     END IF;
     IF v_content IS NOT NULL THEN
-        SELECT t.embedding INTO v_demo FROM rec.user_embeddings t
-        WHERE t.space_id = v_content AND t.user_id = v_user AND t.kind = 'demographic';
+        v_demo := rec._demographic_vector(v_content, v_user);  -- as rec._recommend_main: none, popularity
     END IF;
     IF v_demo IS NOT NULL THEN
         SELECT * INTO v_def FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
