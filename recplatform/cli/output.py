@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 from recplatform.config import Settings, configure_environment, get_settings
 from recplatform.logs import setup_logging
 
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from typer._click import Context, HelpFormatter
+
 console = Console()
 
 
@@ -23,7 +26,7 @@ console = Console()
 class WrappingGroup(TyperGroup):
     """A command group whose list of commands wraps each one's first sentence instead of cutting it ("...")."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
                 if (command := self.get_command(ctx, name)) is not None and not command.hidden]
         if rows:
@@ -44,11 +47,12 @@ def cli_settings() -> Settings:
     return settings
 
 
-def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
-    """Render rows as a rich table (the one table style of the CLI)."""
+def print_table(title: str, columns: list[str], rows: list[list[object]], whole: Sequence[str] = ()) -> None:
+    """Render rows as a rich table (the one table style of the CLI). Nothing is cut at the terminal's width: text
+    wraps (a long word folds), and the ``whole`` columns (figures) are never wrapped."""
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in whole, overflow="fold")
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
