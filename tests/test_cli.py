@@ -111,7 +111,7 @@ def test_recommend_serves_a_person_who_is_not_stored(platform_env):
 
 
 # ----- start-up: only the invoked command's module is imported ------------------------------------------------
-HEAVY = ("psycopg", "numpy", "pandas", "feast", "celery", "pydantic_settings", "sqlalchemy", "torch")
+HEAVY = ("psycopg", "numpy", "pandas", "feast", "celery", "pydantic", "sqlalchemy", "torch")
 
 
 def _heavy_imported(code: str) -> list[str]:
