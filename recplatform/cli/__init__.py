@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.markup import escape
 
 from recplatform.cli.lazy import LazyGroup
-from recplatform.cli.output import HELP_SETTINGS, console
+from recplatform.cli.output import HELP_SETTINGS, get_console
 from recplatform.config import SettingsError, get_settings
 
 #: Every command and group, in the order --help lists them: name -> the module whose ``register`` adds it.
@@ -58,20 +57,26 @@ def _database_unreachable(exc: BaseException) -> bool:
                for module in (sys.modules.get("psycopg"), sys.modules.get("sqlalchemy.exc")))
 
 
+def _print_error(message: str) -> None:
+    from rich.markup import escape  # deferred: rich (only to print an error)
+
+    get_console().print(f"[red]{escape(message)}[/red]", highlight=False)
+
+
 def main() -> None:
     """Entry point: a database that does not answer, or a setting that does not fit, is one clear line, not a
     traceback."""
     try:
         app()
     except SettingsError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        _print_error(str(exc))
         raise SystemExit(1) from None
     except Exception as exc:
         if not _database_unreachable(exc):
             raise
         from recplatform.db import unreachable_message  # deferred: psycopg (already imported: it raised)
 
-        console.print(f"[red]{escape(unreachable_message(get_settings(), exc))}[/red]", highlight=False)
+        _print_error(unreachable_message(get_settings(), exc))
         raise SystemExit(1) from None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from recplatform.cli.output import HELP_SETTINGS, cli_settings, console, fail, print_table
+from recplatform.cli.output import HELP_SETTINGS, cli_settings, fail, print_table
 from recplatform.features import online_read
 from recplatform.features.server import served_url
 
@@ -98,8 +98,7 @@ def features_serve(
     beside = Path(sys.executable).parent / "feast"  # the feast of this environment, even when not on PATH
     feast = str(beside) if beside.exists() else shutil.which("feast")
     if feast is None:
-        console.print("[red]the feast command is not installed[/red] (pip install 'feast[postgres]')")
-        raise typer.Exit(1)
+        fail("the feast command is not installed (pip install 'feast[postgres]')")
     os.execv(feast, [feast, "-c", str(settings.feature_repo), "serve", "--host", host, "--port", str(port)])
 
 
