@@ -22,7 +22,6 @@ from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.features import http_client, server
 from recplatform.features.views import ITEM_KEY, USER_KEY, RepoSpec, ViewSpec, load_spec, save_spec
-from recplatform.progress import count, elapsed, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd  # deferred: pandas
@@ -193,6 +192,8 @@ def _write(settings: Settings, specs: list[ViewSpec], wanted: dict, writer, prog
         plans.append((view, ids))
     bar = None
     if progress:
+        from recplatform.progress import count, elapsed, progress_bar  # deferred: rich (only with progress)
+
         bar = progress_bar(count(), elapsed(), transient=False)
         bar.start()
     try:

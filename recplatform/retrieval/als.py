@@ -45,8 +45,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recplatform.progress import count, elapsed, progress_bar
-
 
 @dataclass(frozen=True)
 class CollaborativeParams:
@@ -228,6 +226,8 @@ def als(data: Interactions, params: CollaborativeParams, progress: bool = False)
     shape = (len(data.user_ids), len(data.item_ids))
     confidence = csr_matrix(((1.0 + params.alpha * data.strength).astype(np.float32), data.indices, data.indptr),
                             shape=shape)  # implicit reads c_ui itself (its alpha = 1)
+    from recplatform.progress import count, elapsed, progress_bar  # deferred: rich (training only)
+
     with threadpool_limits(limits=1, user_api="blas"), progress_bar(count(), elapsed(), disable=not progress) as bar:
         model = AlternatingLeastSquares(factors=params.factors, regularization=params.reg, alpha=1.0,
                                         iterations=params.iterations, random_state=params.seed,
