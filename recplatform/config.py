@@ -32,10 +32,10 @@ class SettingsError(ValueError):
 
 
 def _setting(default: Any, description: str, *, ge: float | None = None, le: float | None = None,
-             gt: float | None = None, pattern: str | None = None, repr: bool = True) -> Any:
+             gt: float | None = None, pattern: str | None = None, shown: bool = True) -> Any:
     """A settings field: its default, what it means, and the bounds or pattern a value must meet."""
     checks = {"ge": ge, "le": le, "gt": gt, "pattern": pattern}
-    return field(default=default, repr=repr,
+    return field(default=default, repr=shown,
                  metadata={"description": description, **{k: v for k, v in checks.items() if v is not None}})
 
 
@@ -137,7 +137,7 @@ class Settings:
               "a ping.", gt=0)
     reader_password: str | None = _setting(
         None, "Password of the read-only analytics role rec_reader; unset = the one generated at the first "
-              "`recplatform up` (or migration) into state_dir/secrets/rec_reader.password.", repr=False)
+              "`recplatform up` (or migration) into state_dir/secrets/rec_reader.password.", shown=False)
     reader_statement_timeout: str = _setting(
         "30s", "Default statement_timeout of rec_reader (e.g. 30s, 5min; 0 = none), applied with ALTER ROLE by "
                "`recplatform init`.", pattern=r"^[0-9]+ ?(ms|s|min|h|d)?$")
