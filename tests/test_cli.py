@@ -170,3 +170,30 @@ def test_validating_dict_rows_needs_no_pandas():
             "'<input>', datetime.now(timezone.utc))\n"
             "assert table.columns['user_id'] == ['7'] and table.columns['zip_code'] == [None], table.columns")
     assert "pandas" not in _heavy_imported(code)
+
+
+def test_features_serve_refuses_a_port_in_use_with_a_clear_message():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["features", "serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.output and "--port" in result.output
+
+
+def test_result_tables_are_not_cut_at_80_columns(monkeypatch):
+    from recplatform.cli import output
+
+    out = io.StringIO()
+    monkeypatch.setattr(output, "_console", Console(file=out, width=80, color_system=None))
+    figures = ["ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"]
+    output.print_table("synthetic — warm (600 users)", ["strategy", "served by", *figures],
+                       [["neighbors_taste (default)", "rec.recommend", "0.1234", "0.101–0.145", "0.2345", "0.456",
+                         "0.789"]], whole=figures)
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for cell in ("0.1234", "0.101–0.145", "0.2345", "0.456", "0.789", "coverage@10", "recall@10"):
+        assert cell in text, text
