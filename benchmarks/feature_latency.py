@@ -58,8 +58,10 @@ ADD_USER = ("import json, sys, time; from recplatform.client import RecClient; c
             "user = {'user_id': sys.argv[1], 'age': 31, 'gender': 'F', 'occupation': 'writer', 'zip_code': '10001'}; "
             "t = time.perf_counter(); c = time.process_time(); client.add_users([user]); "
             "first, first_cpu = time.perf_counter() - t, time.process_time() - c; "
-            "t = time.perf_counter(); client.add_users([{**user, 'user_id': sys.argv[1] + '-b'}]); "
+            "t = time.perf_counter(); c = time.process_time(); "
+            "client.add_users([{**user, 'user_id': sys.argv[1] + '-b'}]); "
             "print(json.dumps({'call': first, 'call_cpu': first_cpu, 'again': time.perf_counter() - t, "
+            "'again_cpu': time.process_time() - c, "
             f"'imported': [m for m in {HEAVY!r} if m in sys.modules]}}))")
 FEATURES_USER = ("import json, runpy, sys; sys.argv = ['recplatform', 'features', 'user', sys.argv[1], '--json']\n"
                  "try:\n    runpy.run_module('recplatform.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
@@ -107,7 +109,8 @@ def main() -> None:
     samples: dict[str, dict[str, list[float]]] = {
         arm: {name: [] for name in ("features user (command wall)", "features user (command CPU)",
                                     "add_users one user (first call)", "add_users one user (first call CPU)",
-                                    "add_users one user (next call)", "add_users one user (process wall)",
+                                    "add_users one user (next call)", "add_users one user (next call CPU)",
+                                    "add_users one user (process wall)",
                                     "add_users one user (process CPU)", *FLOORS, *(f"{f} CPU" for f in FLOORS))}
         for arm in arms}
     imported: dict[str, dict[str, set]] = {arm: {"features user": set(), "add_users": set()} for arm in arms}
@@ -138,6 +141,7 @@ def main() -> None:
                 samples[arm]["add_users one user (first call)"].append(got["call"])
                 samples[arm]["add_users one user (first call CPU)"].append(got["call_cpu"])
                 samples[arm]["add_users one user (next call)"].append(got["again"])
+                samples[arm]["add_users one user (next call CPU)"].append(got["again_cpu"])
                 samples[arm]["add_users one user (process wall)"].append(wall)
                 samples[arm]["add_users one user (process CPU)"].append(cpu)
                 imported[arm]["add_users"].update(got["imported"])
