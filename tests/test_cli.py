@@ -108,3 +108,92 @@ def test_recommend_serves_a_person_who_is_not_stored(platform_env):
     assert both.exit_code == 1 and "not both" in both.output
     neither = CliRunner().invoke(app, ["recommend", "--json"])
     assert neither.exit_code == 1 and "USER_ID" in json.loads(neither.stdout)["error"]["message"]
+
+
+# ----- start-up: only the invoked command's module is imported ------------------------------------------------
+HEAVY = ("psycopg", "numpy", "pandas", "feast", "celery", "pydantic", "sqlalchemy", "torch")
+
+
+def _heavy_imported(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has imported after running ``code``."""
+    probe = code + f"\nimport json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _cli(args: list[str]) -> str:
+    """Python that runs ``recplatform ARGS`` in this interpreter (its exit swallowed)."""
+    return ("import runpy, sys\n"
+            f"sys.argv = ['recplatform', *{args!r}]\n"
+            "try:\n    runpy.run_module('recplatform.cli', run_name='__main__')\nexcept SystemExit:\n    pass")
+
+
+def test_importing_the_cli_and_group_help_import_nothing_heavy():
+    assert _heavy_imported("import recplatform.cli") == []
+    assert _heavy_imported(_cli(["features", "--help"])) == []
+    assert _heavy_imported(_cli(["features", "user", "--help"])) == []
+
+
+def test_every_command_module_registers_exactly_the_names_the_lazy_group_maps_to_it():
+    import importlib
+
+    import typer
+
+    from recplatform.cli import COMMANDS
+
+    for module in set(COMMANDS.values()):
+        scratch = typer.Typer()
+        importlib.import_module(module).register(scratch)
+        registered = set(typer.main.get_group(scratch).commands)
+        assert registered == {name for name, owner in COMMANDS.items() if owner == module}, module
+    commands = _help([]).split("Commands:")[1]
+    assert re.findall(r"^  (\S+)", commands, flags=re.M) == list(COMMANDS)
+
+
+def test_features_user_through_the_feature_server_imports_no_database_driver_nor_feast(platform_env):
+    """With the feature server up (the demo starts it), ``features user`` is an HTTP read: no psycopg, numpy,
+    pandas, Feast or Celery in the process."""
+    probe = _cli(["features", "user", "u1", "--json"])
+    run = subprocess.run([sys.executable, "-c", probe + "\nimport json, sys\nprint(json.dumps("
+                          f"[m for m in {HEAVY!r} if m in sys.modules]))"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert '"user_id": "u1"' in run.stdout
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+    assert "in-process" not in run.stderr  # no fallback warning: the server answered
+
+
+def test_validating_dict_rows_needs_no_pandas():
+    code = ("from datetime import datetime, timezone\n"
+            "from recplatform.ingest.validate import SPECS, validate\n"
+            "table = validate([{'user_id': 7, 'age': 31, 'gender': 'F', 'occupation': 'writer'}], SPECS['users'], "
+            "'<input>', datetime.now(timezone.utc))\n"
+            "assert table.columns['user_id'] == ['7'] and table.columns['zip_code'] == [None], table.columns")
+    assert "pandas" not in _heavy_imported(code)
+
+
+def test_features_serve_refuses_a_port_in_use_with_a_clear_message():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["features", "serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.output and "--port" in result.output
+
+
+def test_result_tables_are_not_cut_at_80_columns(monkeypatch):
+    from recplatform.cli import output
+
+    out = io.StringIO()
+    monkeypatch.setattr(output, "_console", Console(file=out, width=80, color_system=None))
+    figures = ["ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"]
+    output.print_table("synthetic — warm (600 users)", ["strategy", "served by", *figures],
+                       [["neighbors_taste (default)", "rec.recommend", "0.1234", "0.101–0.145", "0.2345", "0.456",
+                         "0.789"]], whole=figures)
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for cell in ("0.1234", "0.101–0.145", "0.2345", "0.456", "0.789", "coverage@10", "recall@10"):
+        assert cell in text, text

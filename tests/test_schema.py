@@ -130,9 +130,7 @@ def test_rec_reader_session_defaults_come_from_settings(db_settings):
 
 
 def test_reader_settings_are_checked(monkeypatch):
-    from pydantic import ValidationError as SettingsError
-
-    from recplatform.config import Settings
+    from recplatform.config import Settings, SettingsError
 
     for name, value in (("RECPLATFORM_READER_STATEMENT_TIMEOUT", "30s; DROP ROLE x"),
                         ("RECPLATFORM_READER_WORK_MEM", "lots")):

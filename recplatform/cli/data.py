@@ -1,11 +1,7 @@
-"""``recplatform load``, ``features`` and ``materialize``: datasets into the tables, and what Feast serves."""
+"""``recplatform load`` and ``materialize``: datasets into the tables, and Feast's online store refreshed."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -101,72 +97,6 @@ def load_synthetic_command(
           online, enqueue, add)
 
 
-features_app = typer.Typer(help="Show what Feast's online store serves for users or items.", no_args_is_help=True,
-                           **HELP_SETTINGS)
-
-
-class NotInOnlineStoreError(LookupError):
-    """Ids the online store serves nothing for (unknown, or not written yet)."""
-
-    def __init__(self, kind: str, ids: list[str]):
-        super().__init__(f"not in the online store: {kind}_id {', '.join(map(repr, ids))} "
-                         "(unknown id, or not written yet: `recplatform materialize`)")
-        self.ids = ids
-
-
-def _show_features(kind: str, ids: list[str], as_json: bool) -> None:
-    settings = cli_settings()
-    try:
-        rows = (features.online_user_features if kind == "user" else features.online_item_features)(ids, settings)
-    except RuntimeError as exc:  # repository not applied yet
-        fail(exc, as_json)
-    key = f"{kind}_id"
-    unknown = [str(r[key]) for r in rows if all(v is None for k, v in r.items() if k != key)]
-    if unknown:  # exit 1 (and a JSON error with --json): nulls with exit 0 read as a user with no features
-        fail(NotInOnlineStoreError(kind, unknown), as_json)
-    if as_json:
-        payload = rows[0] if len(rows) == 1 else rows
-        typer.echo(json.dumps(payload, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
-        return
-    names = list(rows[0]) if rows else []
-    cells = [[name, *(", ".join(r[name]) if isinstance(r[name], list) else r[name] for r in rows)]
-             for name in names[1:]]
-    print_table(f"Feast online features: {kind}", ["feature", *[str(r[names[0]]) for r in rows]], cells)
-
-
-@features_app.command("user")
-def features_user(
-    user_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more user ids."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
-) -> None:
-    """Demographics and activity of users as served by Feast's online store."""
-    _show_features("user", user_ids, as_json)
-
-
-@features_app.command("item")
-def features_item(
-    item_ids: list[str] = typer.Argument(..., metavar="ID", help="One or more item ids."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (an object for one id, a list for several)."),
-) -> None:
-    """Metadata and popularity of items as served by Feast's online store."""
-    _show_features("item", item_ids, as_json)
-
-
-@features_app.command("serve")
-def features_serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless you mean it)."),
-    port: int = typer.Option(6566, "--port", help="HTTP port."),
-) -> None:
-    """Run Feast's HTTP feature server on this repository, connected to the configured database."""
-    settings = cli_settings()  # exports the RECPLATFORM_FEAST_PG_* values that feature_store.yaml expands
-    beside = Path(sys.executable).parent / "feast"  # the feast of this environment, even when not on PATH
-    feast = str(beside) if beside.exists() else shutil.which("feast")
-    if feast is None:
-        console.print("[red]the feast command is not installed[/red] (pip install 'feast[postgres]')")
-        raise typer.Exit(1)
-    os.execv(feast, [feast, "-c", str(settings.feature_repo), "serve", "--host", host, "--port", str(port)])
-
-
 def materialize() -> None:
     """Full refresh of Feast's online store from the rec tables (every user and item, with their aggregates).
 
@@ -184,7 +114,6 @@ def materialize() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``load``, ``features`` and ``materialize`` to the app."""
+    """Add ``load`` and ``materialize`` to the app."""
     app.add_typer(load_app, name="load")
-    app.add_typer(features_app, name="features")
     app.command()(materialize)

@@ -96,8 +96,10 @@ def evaluate_command(
     paths = write_report(result, out)
     for name, rows in result.results.items():
         if name == "onboarding":
-            console.print(onboarding_table(rows))
-            console.print(onboarding_checks(rows, n_boot=bootstrap, seed=seed))
+            # Markdown lines, printed whole (the terminal wraps them; rich would break them at 80 columns)
+            console.print(onboarding_table(rows), soft_wrap=True, markup=False, highlight=False)
+            console.print(onboarding_checks(rows, n_boot=bootstrap, seed=seed), soft_wrap=True, markup=False,
+                          highlight=False)
             continue
         ordered = sorted(rows, key=lambda r: -(r.report.values.get("ndcg@10") or 0))
         print_table(f"{result.dataset} — {name} ({rows[0].report.n_users if rows else 0} users)",
@@ -108,7 +110,8 @@ def evaluate_command(
                           f"{r.report.ci95['ndcg@10'][0]:.3f}–{r.report.ci95['ndcg@10'][1]:.3f}",
                           f"{r.report.values['recall@10']:.4f}", f"{r.report.values['hit@10']:.3f}",
                           f"{r.report.values['coverage@10']:.3f}"]
-                         for r in ordered])
+                         for r in ordered],
+                        whole=["ndcg@10", "95% CI", "recall@10", "hit@10", "coverage@10"])
     for note in result.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - started:.0f}s")

@@ -1,29 +1,51 @@
-"""What the command line shows: the console, its one table style, recommendation tables, and failing cleanly."""
+"""What the command line shows: the console, its one table style, recommendation tables, and failing cleanly.
+
+Rich is imported on first use (``output.console``, a table, an error): a command that prints JSON through the
+feature server (``features user ID --json``) never loads it.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from recplatform.config import Settings, configure_environment, get_settings
 from recplatform.logs import setup_logging
 
-console = Console()
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rich.console import Console
+    from typer._click import Context, HelpFormatter
+
+_console: Console | None = None
+
+
+def get_console() -> Console:
+    """The CLI's one rich console, made on first use."""
+    global _console
+    if _console is None:
+        from rich.console import Console  # deferred: rich (JSON output needs none of it)
+
+        _console = Console()
+    return _console
+
+
+def __getattr__(name: str) -> object:
+    """``console`` (``from recplatform.cli.output import console``): :func:`get_console`'s console."""
+    if name == "console":
+        return get_console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 
 class WrappingGroup(TyperGroup):
     """A command group whose list of commands wraps each one's first sentence instead of cutting it ("...")."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
                 if (command := self.get_command(ctx, name)) is not None and not command.hidden]
         if rows:
@@ -44,14 +66,17 @@ def cli_settings() -> Settings:
     return settings
 
 
-def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
-    """Render rows as a rich table (the one table style of the CLI)."""
+def print_table(title: str, columns: list[str], rows: list[list[object]], whole: Sequence[str] = ()) -> None:
+    """Render rows as a rich table (the one table style of the CLI). Nothing is cut at the terminal's width: text
+    wraps (a long word folds), and the ``whole`` columns (figures) are never wrapped."""
+    from rich.table import Table  # deferred: rich (JSON output needs none of it)
+
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in whole, overflow="fold")
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
-    console.print(table)
+    get_console().print(table)
 
 
 def print_recs(title: str, recs, as_json: bool = False) -> None:
@@ -77,5 +102,7 @@ def fail(exc: Exception | str, as_json: bool = False) -> NoReturn:
     if as_json:
         typer.echo(json.dumps(error_object(exc), indent=2, default=str))
     else:
-        console.print(f"[red]{escape(str(exc))}[/red]")
+        from rich.markup import escape  # deferred: rich (JSON output needs none of it)
+
+        get_console().print(f"[red]{escape(str(exc))}[/red]")
     raise typer.Exit(1)

@@ -11,8 +11,7 @@ from typing import Any, Iterable
 
 from recplatform.config import Settings, get_settings
 from recplatform.features import http_client, server, views
-from recplatform.features.online_write import ITEM_KEY, USER_KEY
-from recplatform.features.store import get_store
+from recplatform.features.views import ITEM_KEY, USER_KEY
 
 USER_SERVICE, ITEM_SERVICE = "user_features", "item_features"
 
@@ -44,6 +43,8 @@ def _online(service: str, key: str, ids: Iterable[Any], settings: Settings | Non
 
 
 def _online_in_process(service: str, key: str, ids: list[str], settings: Settings) -> list[dict]:
+    from recplatform.features.store import get_store  # deferred: psycopg, yaml (the HTTP path needs neither)
+
     store = get_store(settings)
     try:
         features = store.get_feature_service(service)

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from psycopg import sql
-from rich.progress import Progress
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.features import http_client, server
-from recplatform.features.store import get_store
-from recplatform.features.views import RepoSpec, ViewSpec, load_spec, save_spec
+from recplatform.features.views import ITEM_KEY, USER_KEY, RepoSpec, ViewSpec, load_spec, save_spec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd  # deferred: pandas
@@ -31,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 log = logging.getLogger(__name__)
 
-USER_KEY, ITEM_KEY = "user_id", "item_id"
 #: Entities written to the online store per Feast call (bounds memory on large catalogues).
 WRITE_BATCH = 5000
 
@@ -139,6 +136,8 @@ def write_online(settings: Settings | None = None, user_ids: Iterable[Any] | Non
     else:
         http_client.fall_back("no feature server runs for this database: `recplatform up` starts one")
     if result is None:
+        from recplatform.features.store import get_store  # deferred: yaml, Feast (the HTTP path needs neither)
+
         store = get_store(settings)
         result = _write(settings, _registered(store, settings), wanted, _StoreWriter(store), progress)
     result.seconds = time.perf_counter() - started
@@ -174,6 +173,8 @@ class _HttpWriter:
 
     def __call__(self, view: ViewSpec, rows: list[tuple]) -> None:
         if all(value is None for row in rows for value in row[1:1 + len(view.features)]):
+            from recplatform.features.store import get_store  # deferred: yaml, Feast (an all-null batch only)
+
             _StoreWriter(get_store(self.settings))(view, rows)
             return
         http_client.write(self.url, view, rows)
@@ -191,7 +192,9 @@ def _write(settings: Settings, specs: list[ViewSpec], wanted: dict, writer, prog
         plans.append((view, ids))
     bar = None
     if progress:
-        bar = Progress(transient=False)
+        from recplatform.progress import count, elapsed, progress_bar  # deferred: rich (only with progress)
+
+        bar = progress_bar(count(), elapsed(), transient=False)
         bar.start()
     try:
         with db.connect(settings, vector=False) as conn:

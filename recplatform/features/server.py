@@ -24,7 +24,6 @@ from pathlib import Path
 import psutil
 
 from recplatform.config import Settings, feast_env, get_settings
-from recplatform.features.store import get_store
 from recplatform.features.views import ensure_spec
 from recplatform.logs import setup_logging
 
@@ -163,6 +162,8 @@ def stop_feature_server(settings: Settings, timeout: float = 30.0) -> bool:
 def main() -> None:
     """Run the server in this process (what ``start_feature_server`` launches): Feast's schemas, the repository
     description the HTTP clients read, then ``FeatureStore.serve`` on 127.0.0.1."""
+    from recplatform.features.store import get_store  # deferred: psycopg, yaml (clients import this module)
+
     settings = get_settings()
     setup_logging(settings.log_level)
     store = get_store(settings)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from recplatform.config import Settings
-from recplatform.features.store import repo_objects
+
+#: Join keys of the user and item entities (``feature_repo/definitions.py``).
+USER_KEY, ITEM_KEY = "user_id", "item_id"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def ensure_spec(settings: Settings) -> RepoSpec:
     """The cached description, written first from the repository's definitions if needed (imports Feast then)."""
     spec = load_spec(settings)
     if spec is None:
+        from recplatform.features.store import repo_objects  # deferred: psycopg, yaml (only when uncached)
+
         spec = describe(repo_objects(settings.feature_repo))
         save_spec(settings, spec)
     return spec

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from recplatform.content import is_null
 from recplatform.input_limits import (AGE_RANGE, GENDERS, MAX_DESCRIPTION_LENGTH, MAX_EVENT_TYPE_LENGTH,
@@ -198,10 +198,13 @@ def _event_type(value: Any) -> str | None:
 def _timestamp(value: Any) -> datetime | None:
     if is_null(value):
         return None  # filled with the call's time below
-    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):
+    loaded = sys.modules.get("pandas")  # a pandas Timestamp exists only once pandas is imported
+    if isinstance(value, datetime) and not (loaded is not None and isinstance(value, loaded.Timestamp)):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     if isinstance(value, (bool, np.bool_)):
         raise _Bad("must be a datetime, ISO string or unix seconds")
+    import pandas as pd  # deferred: pandas (parses strings and epochs; users and items carry no time)
+
     try:
         if isinstance(value, (int, float, np.integer, np.floating)):
             stamp = pd.Timestamp(float(value), unit="s", tz="UTC")
@@ -259,9 +262,31 @@ class Table:
         return ValidationError(self.source, self.rows[position], field_name, value, reason, is_file=self.is_file)
 
 
-def _to_frame(rows: Any, spec: Spec, source: str) -> pd.DataFrame:
-    if isinstance(rows, pd.DataFrame):
-        return rows
+def _is_frame(rows: Any) -> bool:
+    """Whether ``rows`` is a pandas DataFrame (one exists only once pandas is imported: never import it here)."""
+    loaded = sys.modules.get("pandas")
+    return loaded is not None and isinstance(rows, loaded.DataFrame)
+
+
+@dataclass
+class _Rows:
+    """The input as columns, whatever its form: a DataFrame's, or those of an iterable of dicts (read without
+    pandas, so that adding one user does not import it)."""
+
+    columns: list[Any]
+    count: int
+    values: Callable[[str], list[Any]]
+    file_source: Any = None
+    line_numbers: list[int] | None = None  # file lines, when a file loader indexed the frame by them
+
+
+def _rows_of(rows: Any, spec: Spec, source: str) -> _Rows:
+    if _is_frame(rows):
+        # File loaders index rows by their line (index named "line"); a re-indexed copy falls back to positions.
+        file_source = rows.attrs.get("source")
+        is_file = bool(file_source and rows.attrs.get("line_index") and rows.index.name == "line")
+        return _Rows(list(rows.columns), len(rows), lambda column: _column_values(rows, column), file_source,
+                     [int(i) for i in rows.index] if is_file else None)
     if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
         raise ValidationError(source, None, spec.name, type(rows).__name__,
                               "must be a DataFrame or an iterable of dicts")
@@ -269,35 +294,34 @@ def _to_frame(rows: Any, spec: Spec, source: str) -> pd.DataFrame:
     for position, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise ValidationError(source, position + 1, spec.name, record, "row must be a dict")
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=list(spec.converters))
+    columns = list(dict.fromkeys(key for record in records for key in record))  # first-seen order, as pandas
+    return _Rows(columns, len(records), lambda column: [record.get(column) for record in records])
 
 
 def validate(rows: Any, spec: Spec, source: str, now: datetime) -> Table | None:
     """Check and normalise every row of one table; raise the first bad row's ValidationError."""
     if rows is None:
         return None
-    frame = _to_frame(rows, spec, source)
-    file_source = frame.attrs.get("source")
-    # File loaders index rows by their line (index named "line"); a re-indexed copy falls back to positions.
-    is_file = bool(file_source and frame.attrs.get("line_index") and frame.index.name == "line")
-    table_source = str(file_source or source)
-    row_numbers = [int(i) for i in frame.index] if is_file else list(range(1, len(frame) + 1))
+    given = _rows_of(rows, spec, source)
+    is_file = given.line_numbers is not None
+    table_source = str(given.file_source or source)
+    row_numbers = given.line_numbers if is_file else list(range(1, given.count + 1))
     table = Table(spec, table_source, row_numbers, is_file, {})
     first_row = row_numbers[0] if row_numbers else None
 
-    for column in frame.columns:
+    for column in given.columns:
         if not isinstance(column, str) or (column not in spec.converters and not column.startswith("_")):
             raise ValidationError(table_source, None, str(column), None,
                                   f"unknown {spec.name} column (expected {', '.join(spec.converters)})",
                                   is_file=is_file)
     for column in spec.required:
-        if column not in frame.columns and len(frame):
+        if column not in given.columns and given.count:
             raise ValidationError(table_source, first_row, column, None, f"missing required {spec.name} column",
                                   is_file=is_file)
 
     first_bad: tuple[int, int, ValidationError] | None = None  # (position, column order, error)
     for order, (column, convert) in enumerate(spec.converters.items()):
-        values = _column_values(frame, column)
+        values = given.values(column) if column in given.columns else [None] * given.count
         out: list[Any] = []
         for position, value in enumerate(values):
             if first_bad is not None and position >= first_bad[0]:
@@ -320,8 +344,10 @@ def validate(rows: Any, spec: Spec, source: str, now: datetime) -> Table | None:
     return table
 
 
-def _column_values(frame: pd.DataFrame, column: str) -> list[Any]:
-    """The column as Python values; datetime columns become UTC ``datetime`` objects in one vectorised step."""
+def _column_values(frame: Any, column: str) -> list[Any]:
+    """A DataFrame's column as Python values; datetime columns become UTC ``datetime`` objects in one step."""
+    import pandas as pd  # deferred: pandas (imported already: the caller holds a DataFrame)
+
     if column not in frame.columns:
         return [None] * len(frame)
     series = frame[column]

@@ -22,7 +22,6 @@ from recplatform.config import Settings, get_settings
 from recplatform.content import item_content_hash, user_content_hash
 from recplatform.db import transaction
 from recplatform.ingest.validate import SPECS, Table, ValidationError, validate
-from recplatform.progress import count, elapsed, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +128,8 @@ class _Progress:
     def __init__(self, enabled: bool, total: int) -> None:
         self._bar = None
         if enabled:
+            from recplatform.progress import count, elapsed, progress_bar  # deferred: rich (only with progress)
+
             self._bar = progress_bar(count(), elapsed(), transient=False)
             self._total = total
 

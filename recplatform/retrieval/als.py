@@ -44,7 +44,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from rich.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,9 @@ def als(data: Interactions, params: CollaborativeParams, progress: bool = False)
     shape = (len(data.user_ids), len(data.item_ids))
     confidence = csr_matrix(((1.0 + params.alpha * data.strength).astype(np.float32), data.indices, data.indptr),
                             shape=shape)  # implicit reads c_ui itself (its alpha = 1)
-    with threadpool_limits(limits=1, user_api="blas"), Progress(disable=not progress) as bar:
+    from recplatform.progress import count, elapsed, progress_bar  # deferred: rich (training only)
+
+    with threadpool_limits(limits=1, user_api="blas"), progress_bar(count(), elapsed(), disable=not progress) as bar:
         model = AlternatingLeastSquares(factors=params.factors, regularization=params.reg, alpha=1.0,
                                         iterations=params.iterations, random_state=params.seed,
                                         calculate_training_loss=False)

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
-from rich.progress import Progress
 
 from recplatform import db
 from recplatform.config import Settings, get_settings
+from recplatform.progress import count, elapsed, progress_bar, remaining
 from recplatform.retrieval import sql
 from recplatform.retrieval.als import CollaborativeParams, als, strengths, to_csr
 
@@ -138,7 +138,7 @@ def tune(settings: Settings | None = None, *, budget_s: float = 300.0, grid=GRID
     best: TuneResult | None = None
     candidates: list[dict] = []
     stopped = False
-    bar = Progress(disable=not progress, transient=True)
+    bar = progress_bar(count(), elapsed(), remaining(), disable=not progress, transient=True)
     with bar:
         task = bar.add_task("tuning ALS on validation users", total=len(grid))
         for factors, reg, alpha in grid:
