@@ -158,8 +158,6 @@ retrieval_defaults = Table(
     # exploration: a fresh item takes its slot only when its similarity to the user's query vector is at least
     # exploration_min_ratio times that of the main list's k-th item (0 = always)
     Column("exploration_min_ratio", Float, nullable=False, server_default=text("0")),
-    # demographic neighbours vote only for the items of their latest neighbor_max_items events (cold row; 0 = all)
-    Column("neighbor_max_items", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
     CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
                     name="retrieval_defaults_onboarding_check"),
@@ -173,7 +171,6 @@ retrieval_defaults = Table(
     CheckConstraint("overlap_weight BETWEEN 0 AND 1000", name="retrieval_defaults_overlap_weight_check"),
     CheckConstraint("evidence_n0 BETWEEN 0 AND 10000", name="retrieval_defaults_evidence_n0_check"),
     CheckConstraint("exploration_min_ratio BETWEEN 0 AND 10", name="retrieval_defaults_exploration_min_ratio_check"),
-    CheckConstraint("neighbor_max_items BETWEEN 0 AND 100000", name="retrieval_defaults_neighbor_max_items_check"),
     CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
     CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
     CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),

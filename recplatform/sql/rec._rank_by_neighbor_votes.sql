@@ -2,9 +2,7 @@
 -- (each neighbour votes once per distinct item, however many events it has on it),
 -- blended with the popularity prior: (1 - w) * vote + w * popularity. Candidates are the 4k best-voted items
 -- and the 4k most popular (with w < 1 an item outside both would need both a high vote and a high prior);
--- popular items fill in so k rows come back whenever k qualify. With neighbor_max_items > 0 (cold row of
--- rec.retrieval_defaults) each neighbour votes only for the items of its latest that many events (an index range
--- per neighbour instead of its whole history).
+-- popular items fill in so k rows come back whenever k qualify.
 CREATE OR REPLACE FUNCTION rec._rank_by_neighbor_votes(p_neighbors text[], p_sims double precision[], p_k integer,
                                                        p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                                        p_pop_weight double precision)
@@ -17,34 +15,25 @@ DECLARE
     v_total double precision;
     v_ids text[];
     v_votes double precision[];
-    v_cap integer;
 BEGIN
     p_seen := coalesce(p_seen, '{}');
-    SELECT d.neighbor_max_items INTO v_cap FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
     SELECT greatest(sum(greatest(s, 0)), 1e-9) INTO v_total FROM unnest(p_sims) AS s;
     -- One vote per distinct (neighbour, item) pair, weighted by the neighbour's similarity; only the 4k
     -- best-voted items that pass the filters go on (with the 4k most popular, the only ones that can reach the
     -- top k when w < 1 unless an item is high on both lists).
     EXECUTE format(
         'WITH nb AS (SELECT n.user_id, greatest(n.sim, 0) AS sim FROM unnest($1::text[], $2::float8[]) AS n(user_id, sim)),'
-        ' pairs AS (%s),'
+        ' pairs AS (SELECT DISTINCT x.user_id, x.item_id FROM rec.interactions x WHERE x.user_id = ANY($1)'
+        '           AND NOT (x.item_id = ANY($3))),'
         ' votes AS (SELECT p.item_id, sum(nb.sim) AS vote FROM pairs p JOIN nb ON nb.user_id = p.user_id'
         '           GROUP BY p.item_id),'
         ' top AS (SELECT v.item_id, v.vote FROM votes v %s ORDER BY v.vote DESC, v.item_id LIMIT $7)'
         ' SELECT array_agg(top.item_id ORDER BY top.vote DESC, top.item_id),'
         '        array_agg(top.vote ORDER BY top.vote DESC, top.item_id) FROM top',
-        CASE WHEN coalesce(v_cap, 0) > 0 THEN
-            'SELECT DISTINCT nb.user_id, r.item_id FROM nb CROSS JOIN LATERAL (SELECT x.item_id FROM rec.interactions x'
-            ' WHERE x.user_id = nb.user_id ORDER BY x.occurred_at DESC, x.item_id DESC LIMIT $8) r'
-            ' WHERE NOT (r.item_id = ANY($3))'
-        ELSE
-            'SELECT DISTINCT x.user_id, x.item_id FROM rec.interactions x WHERE x.user_id = ANY($1)'
-            ' AND NOT (x.item_id = ANY($3))'
-        END,
         CASE WHEN v_filtered THEN
             'JOIN rec.items i ON i.item_id = v.item_id WHERE rec._item_matches(i.genres, i.year, $4, $5, $6)'
         ELSE '' END)
-        INTO v_ids, v_votes USING p_neighbors, p_sims, p_seen, p_genres, p_min_year, p_max_year, v_n, v_cap;
+        INTO v_ids, v_votes USING p_neighbors, p_sims, p_seen, p_genres, p_min_year, p_max_year, v_n;
     v_ids := coalesce(v_ids, '{}');
     v_votes := coalesce(v_votes, '{}');
     RETURN QUERY

@@ -19,7 +19,6 @@ DECLARE
     v_overlap double precision;
     v_mine text[];
     v_from integer;
-    v_cap integer;
 BEGIN
     IF p_demo IS NOT NULL AND v_content IS NOT NULL THEN
         SELECT array_agg(n.user_id), array_agg(n.similarity) INTO v_ids, v_sims
@@ -56,7 +55,6 @@ BEGIN
     v_norm := vector_norm(p_taste) * coalesce(v_scale, 1);  -- x_u . y_i = cos(x_u, y^_i) * |x_u| * M
     v_ids := coalesce(v_ids, '{}');
     v_sims := coalesce(v_sims, '{}');
-    SELECT coalesce(d.neighbor_max_items, 0) INTO v_cap FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
     RETURN QUERY
     WITH prior AS (
         SELECT r.item_id, r.score FROM rec._rank_by_neighbor_votes(v_ids, v_sims, v_n, p_seen, p_genres, p_min_year,
@@ -67,19 +65,11 @@ BEGIN
         SELECT t.item_id FROM rec._rank_by_vector(p_collab, p_taste, v_n, p_seen, p_genres, p_min_year, p_max_year,
                                                   0, 'taste') t
         WHERE NOT EXISTS (SELECT 1 FROM prior p WHERE p.item_id = t.item_id)
-    ), capped AS MATERIALIZED (
-        -- with neighbor_max_items: each neighbour's votes are the items of its latest v_cap events
-        SELECT DISTINCT nb.user_id, nb.sim, r.item_id FROM nb CROSS JOIN LATERAL (
-            SELECT x.item_id FROM rec.interactions x WHERE x.user_id = nb.user_id
-            ORDER BY x.occurred_at DESC, x.item_id DESC LIMIT v_cap) r
-        WHERE v_cap > 0
     ), taste_prior AS (
         -- the prior of taste candidates outside the prior's top: their votes, looked up by item
         SELECT t.item_id,
-               (1 - p_pop_weight) * coalesce(CASE WHEN v_cap > 0
-                   THEN (SELECT sum(c.sim) FROM capped c WHERE c.item_id = t.item_id)
-                   ELSE (SELECT sum(nb.sim) FROM nb WHERE EXISTS (
-                       SELECT 1 FROM rec.interactions x WHERE x.item_id = t.item_id AND x.user_id = nb.user_id)) END, 0)
+               (1 - p_pop_weight) * coalesce((SELECT sum(nb.sim) FROM nb WHERE EXISTS (
+                    SELECT 1 FROM rec.interactions x WHERE x.item_id = t.item_id AND x.user_id = nb.user_id)), 0)
                    / greatest((SELECT sum(nb.sim) FROM nb), 1e-9)
                + p_pop_weight * coalesce(ip.popularity, 0) AS score
         FROM taste t LEFT JOIN rec.item_priors ip ON ip.item_id = t.item_id
