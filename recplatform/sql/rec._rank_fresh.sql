@@ -39,11 +39,12 @@ BEGIN
             SELECT n.item_id FROM rec.items n WHERE p_max_age IS NOT NULL AND n.created_at > now() - p_max_age
         ), fresh AS (
             SELECT i.item_id, i.title, i.created_at
-            -- OFFSET 0: one primary-key probe per candidate (not a scan of rec.items)
+            -- OFFSET 0: one primary-key probe per candidate (not a scan of rec.items), the age cut applied there
             FROM cand c CROSS JOIN LATERAL (SELECT n.item_id, n.title, n.created_at, n.genres, n.year FROM rec.items n
-                                            WHERE n.item_id = c.item_id OFFSET 0) i
-            WHERE (v_cut_at IS NULL OR (i.created_at, i.item_id) >= (v_cut_at, v_cut_id))
-              AND NOT (i.item_id = ANY(p_seen))
+                                            WHERE n.item_id = c.item_id
+                                              AND (v_cut_at IS NULL OR (n.created_at, n.item_id) >= (v_cut_at, v_cut_id))
+                                            OFFSET 0) i
+            WHERE NOT (i.item_id = ANY(p_seen))
               AND rec._item_matches(i.genres, i.year, p_genres, p_min_year, p_max_year)
             ORDER BY i.created_at DESC, i.item_id DESC
             LIMIT 2000
