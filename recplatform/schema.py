@@ -155,6 +155,9 @@ retrieval_defaults = Table(
     Column("neighbor_min_interactions", Integer, nullable=False, server_default=text("5")),
     Column("overlap_weight", Float, nullable=False, server_default=text("0")),
     Column("evidence_n0", Float, nullable=False, server_default=text("0")),
+    # exploration: a fresh item takes its slot only when its similarity to the user's query vector is at least
+    # exploration_min_ratio times that of the main list's k-th item (0 = always)
+    Column("exploration_min_ratio", Float, nullable=False, server_default=text("0")),
     CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
     CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
                     name="retrieval_defaults_onboarding_check"),
@@ -167,11 +170,22 @@ retrieval_defaults = Table(
                     name="retrieval_defaults_neighbor_min_interactions_check"),
     CheckConstraint("overlap_weight BETWEEN 0 AND 1000", name="retrieval_defaults_overlap_weight_check"),
     CheckConstraint("evidence_n0 BETWEEN 0 AND 10000", name="retrieval_defaults_evidence_n0_check"),
+    CheckConstraint("exploration_min_ratio BETWEEN 0 AND 10", name="retrieval_defaults_exploration_min_ratio_check"),
     CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
     CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
     CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),
     ForeignKeyConstraint(["strategy", "serves_cold"], ["rec.strategies.name", "rec.strategies.serves_cold"],
                          name="retrieval_defaults_cold_strategy_fkey"),
+)
+
+# Figures about the deployment's interactions that defaults are relative to, refreshed with the item priors
+# (rec.refresh_item_priors): ``history_median`` = median number of distinct items of users with interactions
+# (demographic neighbours need least(neighbor_min_interactions, greatest(5, history_median)) items).
+deployment_stats = Table(
+    "deployment_stats", metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 item_priors = Table(
@@ -182,7 +196,8 @@ item_priors = Table(
     Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
-Index("item_priors_n_users", item_priors.c.n_users)  # fresh items by interaction count (exploration)
+# fresh items by interaction count (exploration), item ids read from the index alone
+Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id"])
 
 coldstart_maps = Table(
     "coldstart_maps", metadata,

@@ -107,6 +107,26 @@ def test_segment_popularity_backs_off_to_coarser_segments():
     assert depth == 3
 
 
+def test_baseline_ties_are_broken_by_the_seeded_key_not_catalogue_order():
+    """Items a baseline cannot score (new items: all 0) must not rank by item id: ties follow a seeded random key,
+    the same for the same seed; the k cut takes the whole tie into account."""
+    items = [f"i{n}" for n in range(200)]
+    train = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["i5", "i7"], "rating": 5.0})
+    users = pd.DataFrame({"user_id": ["a"], "age": [30], "gender": ["F"], "occupation": ["x"], "zip_code": "00000"})
+    scores = np.zeros(len(items))
+    scores[[5, 7]] = [2.0, 1.0]
+    orders = {}
+    for seed in (0, 1):
+        view = baselines.TrainView.build(train, items, users, seed)
+        got = baselines.top_k(scores, {"i9"}, view, 12)
+        assert got[:2] == ["i5", "i7"] and "i9" not in got and len(got) == 12
+        assert got == baselines.top_k(scores, {"i9"}, baselines.TrainView.build(train, items, users, seed), 12)
+        full = baselines.top_k(scores, {"i9"}, view, len(items))
+        assert full[:12] == got  # the cut inside a tie agrees with the full ranking
+        orders[seed] = got[2:]
+    assert orders[0] != orders[1] and orders[0] != [f"i{n}" for n in range(10) if n not in (5, 7, 9)][:10]
+
+
 def test_ease_lambda_is_the_validation_argmax(synthetic):
     split = protocols.warm_split(synthetic.interactions)
     items = list(synthetic.items.item_id)

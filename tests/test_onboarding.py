@@ -66,6 +66,13 @@ def test_first_interaction_does_not_make_the_list_worse(planted):
         taste.refresh_user_taste(users, settings)
 
 
+def restore_bars(settings, bars) -> None:
+    with db.transaction(settings) as conn:
+        for user_type, bar in bars:
+            conn.execute("UPDATE rec.retrieval_defaults SET exploration_min_ratio = %s WHERE user_type = %s",
+                         (bar, user_type))
+
+
 def _fresh_items(settings, m: int) -> set[str]:
     return {i for i, in rows(settings, "SELECT item_id FROM rec.item_priors WHERE n_users < %s", (m,))}
 
@@ -75,8 +82,9 @@ def test_exploration_slots_are_marked_fresh_filtered_and_unseen(planted):
     m = 4
     fresh = _fresh_items(settings, m)
     assert len(fresh) >= 5, "the planted data should have items with few interactions"
-    with db.transaction(settings) as conn:
-        conn.execute("UPDATE rec.retrieval_defaults SET fresh_max_interactions = %s", (m,))
+    bars = rows(settings, "SELECT user_type, exploration_min_ratio FROM rec.retrieval_defaults")
+    with db.transaction(settings) as conn:  # bar 0: the fresh items take their slots whatever their scores
+        conn.execute("UPDATE rec.retrieval_defaults SET fresh_max_interactions = %s, exploration_min_ratio = 0", (m,))
     try:
         (genre,), = rows(settings, "SELECT g FROM rec.items i, unnest(i.genres) g WHERE i.item_id = ANY(%s) "
                                    "GROUP BY g ORDER BY count(*) DESC, g LIMIT 1", (sorted(fresh),))
@@ -103,6 +111,36 @@ def test_exploration_slots_are_marked_fresh_filtered_and_unseen(planted):
     finally:
         with db.transaction(settings) as conn:
             conn.execute("UPDATE rec.retrieval_defaults SET fresh_max_interactions = 5, exploration_share = 0.1")
+        restore_bars(settings, bars)
+
+
+def test_exploration_slot_taken_only_above_the_bar(planted):
+    """exploration_min_ratio: a fresh item takes its slot only when its similarity to the user's taste vector is at
+    least that multiple of the main list's k-th item's; a bar nobody clears gives back the list without
+    exploration, and every fresh item shown under a lower bar clears it."""
+    settings, dataset, cold = planted
+    user = "u150"
+    bars = rows(settings, "SELECT user_type, exploration_min_ratio FROM rec.retrieval_defaults")
+    plain = rows(settings, "SELECT item_id, source FROM rec.recommend(%s, 10, exploration_share => 0)", (user,))
+    kth = rows(settings, """SELECT 1 - (e.embedding <=> t.embedding) FROM rec.embedding_models m
+                            JOIN rec.user_embeddings t ON t.space_id = m.space_id AND t.user_id = %s AND t.kind = 'taste'
+                            JOIN rec.item_embeddings e ON e.space_id = m.space_id AND e.item_id = %s
+                            WHERE m.kind = 'collaborative' AND m.is_active""", (user, plain[-1][0]))[0][0]
+    try:
+        for bar in (10.0, 0.5):
+            with db.transaction(settings) as conn:
+                conn.execute("UPDATE rec.retrieval_defaults SET exploration_min_ratio = %s, fresh_max_interactions = 4",
+                             (bar,))
+            got = rows(settings, "SELECT item_id, score, source FROM rec.recommend(%s, 10, exploration_share => 0.3)",
+                       (user,))
+            fresh = [(i, s) for i, s, src in got if src == "exploration"]
+            assert len(got) == 10 and all(s >= bar * kth - 1e-9 for _, s in fresh)
+            if bar == 10.0:
+                assert [(i, src) for i, _, src in got] == plain
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute("UPDATE rec.retrieval_defaults SET fresh_max_interactions = 5")
+        restore_bars(settings, bars)
 
 
 def test_share_zero_reproduces_the_warm_taste_list(planted):

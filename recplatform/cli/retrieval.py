@@ -169,12 +169,13 @@ def defaults() -> None:
         except RecClientError as exc:
             fail(exc)
     print_table("rec.retrieval_defaults", ["user type", "strategy", "prior", "neighbours", "voters ≥", "content",
-                                           "evidence", "n0", "overlap", "from", "switch", "exploration", "fresh <",
+                                           "evidence", "n0", "overlap", "from", "switch", "exploration", "bar",
+                                           "fresh <",
                                            "tuning / note"],
                 [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
                   r["neighbor_min_interactions"], f"{r['content_weight']:g}", f"{r['evidence_weight']:g}",
                   f"{r['evidence_n0']:g}", f"{r['overlap_weight']:g}", r["evidence_from"], r["switch_after"],
-                  f"{r['exploration_share']:g}", r["fresh_max_interactions"],
+                  f"{r['exploration_share']:g}", f"{r['exploration_min_ratio']:g}", r["fresh_max_interactions"],
                   json.dumps(r["tuning"], sort_keys=True) if r["tuning"] else r["note"]] for r in rows])
 
 

@@ -55,9 +55,14 @@ class TrainView:
     matrix: sp.csr_matrix  # binary, training users x catalogue items
     counts: np.ndarray  # training interactions per catalogue item
     users: pd.DataFrame = field(repr=False)  # demographics indexed by user_id
+    # equal scores are ordered by this seeded random key, not by catalogue order: items a baseline cannot score
+    # (new items: all 0) would otherwise rank by item id, which is not neutral (low MovieLens ids are the
+    # older, better-known films)
+    tiebreak: np.ndarray = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, train: pd.DataFrame, item_ids: Sequence[str], users: pd.DataFrame) -> "TrainView":
+    def build(cls, train: pd.DataFrame, item_ids: Sequence[str], users: pd.DataFrame,
+              seed: int = 0) -> "TrainView":
         item_ids = list(item_ids)
         item_index = {item: i for i, item in enumerate(item_ids)}
         unknown = set(train["item_id"]) - item_index.keys()
@@ -71,11 +76,13 @@ class TrainView:
         matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
                                shape=(len(user_ids), len(item_ids)))
         counts = np.bincount(train["item_id"].map(item_index).to_numpy(), minlength=len(item_ids)).astype(np.float64)
-        return cls(item_ids, item_index, user_ids, user_index, matrix, counts, users.set_index("user_id", drop=False))
+        tiebreak = np.random.default_rng(seed).permutation(len(item_ids))
+        return cls(item_ids, item_index, user_ids, user_index, matrix, counts, users.set_index("user_id", drop=False),
+                   tiebreak)
 
 
 def top_k(scores: np.ndarray, exclude: set[str], view: TrainView, k: int) -> list[str]:
-    """The k best-scored catalogue items not in ``exclude`` (ties broken by catalogue order)."""
+    """The k best-scored catalogue items not in ``exclude`` (ties broken by the view's seeded random key)."""
     scores = np.asarray(scores, dtype=np.float64).copy()
     if exclude:
         idx = [view.item_index[i] for i in exclude if i in view.item_index]
@@ -84,8 +91,13 @@ def top_k(scores: np.ndarray, exclude: set[str], view: TrainView, k: int) -> lis
     k = min(k, n_allowed)
     if k <= 0:
         return []
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    order = part[np.lexsort((part, -scores[part]))]
+    if k < len(scores):  # every item scored at least the k-th score (all of a tie at the cut), then ordered
+        kth = -np.partition(-scores, k - 1)[k - 1]
+        part = np.flatnonzero(scores >= kth)
+    else:
+        part = np.arange(len(scores))
+    tie = part if view.tiebreak is None else view.tiebreak[part]
+    order = part[np.lexsort((tie, -scores[part]))]
     return [view.item_ids[i] for i in order[:k]]
 
 
@@ -165,7 +177,7 @@ def tune_segment_min_users(view: TrainView, train: pd.DataFrame, *, seed: int = 
     relevant = val.groupby("user_id")["item_id"].agg(set).to_dict()
     if not relevant or fit.empty:
         return 20
-    sub = TrainView.build(fit, view.item_ids, view.users.reset_index(drop=True))
+    sub = TrainView.build(fit, view.item_ids, view.users.reset_index(drop=True), seed)
     best, best_score = grid[0], -1.0
     for m in grid:
         recs = segment_popularity_recs(sub, list(relevant), {}, 10, min_users=m)

@@ -253,7 +253,7 @@ def run_evaluation(dataset, config: EvalConfig, settings: Settings | None = None
                 catalogue = set(item_ids)
                 candidates.update({u: len(item_ids) - len(split.exclude.get(u, set()) & catalogue)
                                    for u in split.relevant})
-            view = baselines.TrainView.build(split.train, item_ids, dataset.users)
+            view = baselines.TrainView.build(split.train, item_ids, dataset.users, config.seed)
             for name in names:
                 t0 = time.perf_counter()
                 params.setdefault(name, {})
@@ -317,7 +317,7 @@ def _run_onboarding(dataset, split_list: list[Split], config: EvalConfig, settin
     k = config.max_k
     for split in split_list:
         relevant.update(split.relevant)
-        view = baselines.TrainView.build(split.train, item_ids, dataset.users)
+        view = baselines.TrainView.build(split.train, item_ids, dataset.users, config.seed)
         users = split.test_users
         t0 = time.perf_counter()
         m = baselines.tune_segment_min_users(view, split.train, seed=config.seed + split.fold, threshold=config.threshold)

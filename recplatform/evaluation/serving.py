@@ -62,16 +62,16 @@ FEATURES_NOTE = ("platform strategies: each split was ingested into a scratch da
 RECOMMEND_SQL = "SELECT item_id FROM rec.recommend(%s, %s, true, NULL, NULL, NULL, %s, %s, %s, %s)"
 DEFAULTS_SQL = ("SELECT user_type, strategy, popularity_weight, content_weight, neighbors, evidence_weight, "
                 "evidence_from, switch_after, exploration_share, fresh_max_interactions, neighbor_min_interactions, "
-                "overlap_weight, evidence_n0 FROM rec.retrieval_defaults")
+                "overlap_weight, evidence_n0, exploration_min_ratio FROM rec.retrieval_defaults")
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
 # Columns an onboarding variant may override (row, short label in the variant's name).
 OVERRIDE_COLUMNS: dict[str, str] = {"overlap_weight": "onboarding", "evidence_weight": "onboarding",
                                     "evidence_n0": "onboarding", "evidence_from": "onboarding",
                                     "neighbors": "onboarding", "neighbor_min_interactions": "cold",
-                                    "switch_after": "onboarding"}
+                                    "switch_after": "onboarding", "exploration_min_ratio": "warm"}
 OVERRIDE_LABELS: dict[str, str] = {"overlap_weight": "overlap", "evidence_weight": "eta", "evidence_n0": "n0",
                                    "evidence_from": "from", "neighbors": "nb", "neighbor_min_interactions": "min",
-                                   "switch_after": "switch"}
+                                   "switch_after": "switch", "exploration_min_ratio": "bar"}
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
@@ -176,6 +176,9 @@ COLD_GRID: tuple[Variant, ...] = tuple(Variant("default", None, overrides=(("nei
                                        for m in (5, 20, 100))
 # New items: exploration shares served besides the default one (the share-0 row is the deep default list).
 EXPLORATION_SHARES: tuple[float, ...] = (0.2, 0.3)
+# The exploration bar (exploration_min_ratio of the warm row) tried at the default share: a fresh item takes the
+# slot only when its similarity is at least this multiple of the main list's k-th item's.
+EXPLORATION_RATIOS: tuple[float, ...] = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
 # Exploration variants are asked for 10 items (the list a user is shown; the fresh slots are its last ones), so
 # their @10 metrics are what such a user sees and their @20 metrics are not comparable.
 EXPLORATION_K = 10
@@ -199,7 +202,9 @@ def strategies_for(protocol: str, limit: Limits, variants: str = "all") -> list[
                 + [Variant("neighbors_vote", w, neighbors=n) for n in NEIGHBOR_COUNTS for w in NEIGHBOR_PRIOR_WEIGHTS])
     if protocol == "new-item":
         return ([Variant("default"), Variant("taste", 0.0, 1.0), Variant("default", exploration_share=None, shallow=True)]
-                + [Variant("default", exploration_share=s, shallow=True) for s in EXPLORATION_SHARES])
+                + [Variant("default", exploration_share=s, shallow=True) for s in EXPLORATION_SHARES]
+                + [Variant("default", exploration_share=None, shallow=True, overrides=(("exploration_min_ratio", r),))
+                   for r in EXPLORATION_RATIOS])
     warm = [s for s in limit.strategies if s not in limit.cold_strategies and s != "onboarding"]
     return ([Variant("default"), Variant("onboarding")]
             + [Variant(s, w, c) for s in warm for c in CONTENT_WEIGHTS for w in PRIOR_WEIGHTS])

@@ -1,6 +1,7 @@
 -- Nearest established users to a demographic vector (HNSW over kind='demographic' vectors of the content space).
 -- p_require: 'interactions' (at least neighbor_min_interactions items, from the cold row of
--- rec.retrieval_defaults: a user who is onboarding does not vote for others; when fewer than p_n users have that
+-- rec.retrieval_defaults, capped at the deployment's median history length (rec.deployment_stats, at least 5):
+-- a user who is onboarding does not vote for others; when fewer than p_n users have that
 -- many, the nearest users with at least 5 vote instead) or 'taste' (a taste vector in p_collab).
 CREATE OR REPLACE FUNCTION rec._demographic_neighbors(p_content integer, p_collab integer, p_demo vector, p_self text,
                                                       p_n integer, p_require text)
@@ -36,7 +37,11 @@ BEGIN
         -- m - 1: an m-th interaction exists
         v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET $4)';
     END IF;
-    SELECT coalesce(max(d.neighbor_min_interactions), 5) - 1 INTO v_skip
+    -- the configured minimum, but never above the deployment's median history (at least 5): a minimum tuned on
+    -- a catalogue with long histories must not leave only a few far-away heavy users to vote on a small one
+    SELECT least(coalesce(max(d.neighbor_min_interactions), 5),
+                 greatest(5, coalesce((SELECT floor(s.value)::integer FROM rec.deployment_stats s
+                                       WHERE s.name = 'history_median'), 1000))) - 1 INTO v_skip
     FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
     PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * p_n))::text, true);
     -- Most users with a demographic vector are warm: over-fetch 2n by the bare index scan, keep the warm ones

@@ -1,7 +1,10 @@
 -- Top k items for a stored user: rec._recommend_main (warm taste, onboarding or a cold strategy, from
 -- rec.retrieval_defaults unless the call names them), whose last floor(exploration_share * k) slots go to fresh
 -- items ranked for the user (source 'exploration'; rec._rank_fresh). exploration_share NULL = the default of the
--- user's row in rec.retrieval_defaults ('cold' without interactions, else 'warm'), 0 = off.
+-- user's row in rec.retrieval_defaults ('cold' without interactions, else 'warm'), 0 = off. A fresh item takes
+-- its slot only when its similarity to the user's query vector is at least exploration_min_ratio (same row)
+-- times that of the main list's k-th item (0 = always; either similarity unknown = always); otherwise the main
+-- list keeps the slot.
 CREATE OR REPLACE FUNCTION rec.recommend(user_id text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true,
                               genres text[] DEFAULT NULL, min_year integer DEFAULT NULL,
                               max_year integer DEFAULT NULL, strategy text DEFAULT NULL,
@@ -20,6 +23,8 @@ DECLARE
     v_fresh integer;
     v_collab integer := rec.active_space_id('collaborative');
     v_def rec.retrieval_defaults;
+    v_query vector;
+    v_ratio double precision;
 BEGIN
     PERFORM rec._check_request(v_k, $4, $5, $6, $7);
     PERFORM rec._check_weight($8);
@@ -47,15 +52,27 @@ BEGIN
         SELECT * INTO v_def FROM rec.retrieval_defaults d
         WHERE d.user_type = CASE WHEN v_n = 0 THEN 'cold' ELSE 'warm' END;
     END IF;
-    -- The last v_fresh slots go to fresh items; the main list fills the rest and tops up when fewer are fresh.
+    v_query := rec._fresh_query(v_user, v_collab);
+    v_ratio := coalesce(v_def.exploration_min_ratio, 0);
+    -- The last v_fresh slots go to fresh items that clear the bar; the main list fills the rest and tops up when
+    -- fewer are fresh (or clear it).
     RETURN QUERY
-    WITH fresh AS (
-        SELECT f.item_id, f.title, f.score, f.rank
-        FROM rec._rank_fresh(v_collab, rec._fresh_query(v_user, v_collab), v_fresh, v_seen, $4, $5, $6,
-                             coalesce(v_def.fresh_max_interactions, 5), v_def.fresh_max_age, 'exploration') f
-    ), main AS (
+    WITH main_all AS MATERIALIZED (
         SELECT m.item_id, m.title, m.score, m.source, m.rank
         FROM rec._recommend_main(v_user, v_k, v_seen, v_n, $4, $5, $6, $7, $8, $9) m
+    ), bar AS (
+        -- v_ratio * similarity of the main list's k-th item to the query vector (no row: no bar)
+        SELECT v_ratio * (1 - (e.embedding <=> v_query)) AS s
+        FROM main_all m JOIN rec.item_embeddings e ON e.space_id = v_collab AND e.item_id = m.item_id
+        WHERE v_ratio > 0 AND v_query IS NOT NULL AND m.rank = (SELECT max(x.rank) FROM main_all x)
+    ), fresh AS (
+        SELECT f.item_id, f.title, f.score, f.rank
+        FROM rec._rank_fresh(v_collab, v_query, v_fresh, v_seen, $4, $5, $6,
+                             coalesce(v_def.fresh_max_interactions, 5), v_def.fresh_max_age, 'exploration') f
+        WHERE f.score IS NULL OR NOT EXISTS (SELECT 1 FROM bar b WHERE f.score < b.s)
+    ), main AS (
+        SELECT m.item_id, m.title, m.score, m.source, m.rank
+        FROM main_all m
         WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.item_id = m.item_id)
         ORDER BY m.rank
         LIMIT v_k - (SELECT count(*) FROM fresh)

@@ -1,3 +1,6 @@
+-- Recomputes rec.item_priors (users per item, log-scaled popularity) and the deployment figures that defaults
+-- are relative to (rec.deployment_stats: history_median, the median number of distinct items of users with
+-- interactions). Run by training; the writer's function (nothing else in rec writes).
 CREATE OR REPLACE FUNCTION rec.refresh_item_priors() RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -12,6 +15,11 @@ BEGIN
     )
     SELECT c.item_id, c.n, ln(1 + c.n) / greatest(ln(1 + max(c.n) OVER ()), 1e-9), now() FROM c;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    DELETE FROM rec.deployment_stats WHERE name = 'history_median';
+    INSERT INTO rec.deployment_stats (name, value, refreshed_at)
+    SELECT 'history_median', percentile_disc(0.5) WITHIN GROUP (ORDER BY h.n), now()
+    FROM (SELECT count(DISTINCT x.item_id) AS n FROM rec.interactions x GROUP BY x.user_id) h
+    HAVING count(*) > 0;
     RETURN v_n;
 END
 $fn$;

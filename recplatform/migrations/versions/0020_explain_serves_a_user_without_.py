@@ -6,7 +6,7 @@
   neighbours while ``recommend`` served them popularity.
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 Create Date: 2026-11-29 16:04:55.319765
 """
 from alembic import op
@@ -15,7 +15,7 @@ from alembic_utils.pg_function import PGFunction
 from sqlalchemy import text as sql_text
 
 revision = '0020'
-down_revision = '0016'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
