@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="Torch device for the encoder (cuda, cpu); unset = cuda when present.")
     embed_batch_tokens: int = Field(16384, description="Token budget of one encoder batch (padded tokens).")
     embed_precision: str = Field("auto", description="Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
+    embed_backend: str = Field(
+        "torch", description="Encoder runtime: torch, or onnx (ONNX Runtime, CPU, fp32; the graph is exported at "
+                             "first use and cached under state_dir/onnx, keyed by model files and versions).")
     enqueue_on_ingest: bool = Field(True, description="Ingestion enqueues embedding tasks after it commits.")
     index_build_workers: int | None = Field(
         None, ge=0, le=64, description="Parallel workers of a training's CREATE INDEX CONCURRENTLY "
