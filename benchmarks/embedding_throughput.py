@@ -9,6 +9,8 @@ All variants embed the same 2,000+ item cards (``item_card`` of the synthetic ca
 - ``b``  the project's encoder, ``load_encoder(model, device).encode(texts)``, as configured (token-budget batches,
   ``settings.embed_precision`` = auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere);
 - ``b32`` the project's encoder forced to fp32 (the like-for-like comparison with ``a`` on an AMX CPU);
+- ``bx``  the project's encoder on ONNX Runtime (``backend="onnx"``, fp32, graph exported once under the state
+  directory; ``--no-onnx`` leaves it out);
 - ``c``  end to end, ingestion → queue → worker → pgvector (``--e2e``; see :func:`measure_e2e`).
 
 Every variant is warmed up once, then the variants run round-robin ``--repeats`` times (so a noisy neighbour on a
@@ -172,6 +174,7 @@ def machine_info(encoder) -> dict:
         "cpus_available": available_cpus(),
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
+        "backend": getattr(encoder, "backend", "torch"),
         "device": encoder.device,
         "precision": encoder.precision,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -218,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model ref (default: settings.model)")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when present)")
     parser.add_argument("--st-batch-sizes", default="64,128,256,512", help="candidates for the tuned ST batch size")
+    parser.add_argument("--no-onnx", action="store_true", help="leave out the ONNX Runtime arm (bx)")
     parser.add_argument("--e2e", action="store_true", help="also measure (c) ingestion → queue → worker → pgvector")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -250,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(
             Variant("b32", "project encoder (fp32)", "b", encoder_fp32.encode, {"batch_tokens": encoder.batch_tokens})
         )
+    if not args.no_onnx and encoder.device == "cpu":
+        encoder_onnx = load_encoder(model_ref, "cpu", backend="onnx")
+        variants.append(Variant("bx", "project encoder (ONNX Runtime fp32)", "b", encoder_onnx.encode,
+                                {"batch_tokens": encoder_onnx.batch_tokens}))
     print(f"{len(texts)} texts from {source}; model {model_ref} on {encoder.device}; ST tuned batch size {tuned}")
     results, vectors = measure(variants, texts, args.repeats)
 
