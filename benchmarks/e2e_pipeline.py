@@ -34,6 +34,17 @@ def _e2e_items(texts: list[str]) -> tuple[list[dict], str]:
     return [{"item_id": f"t{n}", "title": text[:500]} for n, text in enumerate(texts)], "titles = texts"
 
 
+def _phase_totals(log_text: str) -> dict[str, float]:
+    """Seconds per phase summed over every batch the worker logged ("(1.23s: current 0.004, features 0.1, ...)")."""
+    import re
+
+    totals: dict[str, float] = {}
+    for phases in re.findall(r"written \d+ \([0-9.]+s: ([^)]*)\)", log_text):
+        for name, value in re.findall(r"(\w+) ([0-9.]+)", phases):
+            totals[name] = round(totals.get(name, 0.0) + float(value), 3)
+    return totals
+
+
 def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Result":
     """PART (c) — ingestion → Celery queue → worker → pgvector, timed until every item has its vector.
 
@@ -119,6 +130,7 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
             result.wall_s.append(round(wall, 4))
             result.cpu_s.append(round(cpu, 4))
             print(f"  repeat {repeat + 1}/{args.repeats}      c: {len(texts) / wall:8.1f} items/s", flush=True)
+        result.params["worker_phase_s"] = _phase_totals(log_path.read_text(errors="replace"))
         result.median_wall_s = statistics.median(result.wall_s)
         result.items_per_s = len(texts) / result.median_wall_s
         result.items_per_cpu_s = len(texts) / max(statistics.median(result.cpu_s), 1e-9)
@@ -131,4 +143,10 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
         services.down(settings)
+        kept = ROOT / "benchmarks" / "results" / "e2e_worker.log"
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state / "logs" / "bench-worker.log", kept)  # the per-batch phase timings, for reading
+        except OSError:
+            pass
         shutil.rmtree(state, ignore_errors=True)

