@@ -7,6 +7,7 @@ Called by ``embedding_throughput.py --e2e`` with the same texts as parts (a) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -34,15 +35,30 @@ def _e2e_items(texts: list[str]) -> tuple[list[dict], str]:
     return [{"item_id": f"t{n}", "title": text[:500]} for n, text in enumerate(texts)], "titles = texts"
 
 
-def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Result":
-    """PART (c) — ingestion → Celery queue → worker → pgvector, timed until every item has its vector.
+def _phase_totals(log_text: str) -> dict[str, float]:
+    """Seconds per phase summed over every batch the worker logged ("(1.23s: current 0.004, features 0.1, ...)")."""
+    import re
+
+    totals: dict[str, float] = {}
+    for phases in re.findall(r"written \d+ \([0-9.]+s: ([^)]*)\)", log_text):
+        for name, value in re.findall(r"(\w+) ([0-9.]+)", phases):
+            totals[name] = round(totals.get(name, 0.0) + float(value), 3)
+    return totals
+
+
+@contextlib.contextmanager
+def e2e_arm(texts: list[str], args: argparse.Namespace):
+    """PART (c) as an arm the caller interleaves with the others: yields ``(run, cpu, params)`` where
+    ``run(texts)`` times nothing itself (the caller does) and returns when every item has its vector, and
+    ``cpu()`` is the CPU seconds of this process plus the worker tree (ingestion runs here, embedding there).
 
     Embedded Postgres + Redis under a temporary state directory, one migrated database with the Feast repo applied,
     and one real worker started as ``recplatform worker`` would (``recplatform.workers.process.plan``: prefork on a
-    CPU, solo on a GPU; same model and device). Each repeat empties rec.items / rec.item_embeddings, then times
+    CPU, solo on a GPU; same model and device). Each run empties rec.items / rec.item_embeddings, then calls
     ``ingest_and_publish(items=<the same n items>)`` (validation, commit, Feast online write, enqueue in 256-id
-    messages) until ``rec.item_embeddings`` holds a row per item for the active content space. cpu_s is the worker tree's CPU time.
+    messages) and waits until ``rec.item_embeddings`` holds a row per item for the active content space.
     """
+
     import shutil
     import subprocess
     import tempfile
@@ -111,18 +127,16 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
 
         run_once(items[:64])  # warm-up: first space registration, first Feast read, first batch
         space = spaces.active_space(settings)
-        result = Result("c", "end to end: ingest → queue → worker → pgvector", "c",
-                        {"pool": p.pool, "concurrency": p.concurrency, "ids_per_message": 256, "items": how,
-                         "space": space.name if space else None}, len(texts), [], [])
-        for repeat in range(args.repeats):
-            wall, cpu = run_once(items)
-            result.wall_s.append(round(wall, 4))
-            result.cpu_s.append(round(cpu, 4))
-            print(f"  repeat {repeat + 1}/{args.repeats}      c: {len(texts) / wall:8.1f} items/s", flush=True)
-        result.median_wall_s = statistics.median(result.wall_s)
-        result.items_per_s = len(texts) / result.median_wall_s
-        result.items_per_cpu_s = len(texts) / max(statistics.median(result.cpu_s), 1e-9)
-        return result
+        params = {"pool": p.pool, "concurrency": p.concurrency, "ids_per_message": 256, "items": how,
+                  "space": space.name if space else None}
+        by_texts = {len(items): items}
+
+        def run(batch: list[str]) -> None:
+            rows = by_texts.get(len(batch)) or items[: len(batch)]
+            run_once(rows)
+
+        yield run, lambda: time.process_time() + worker_cpu(), params
+        params["worker_phase_s"] = _phase_totals(log_path.read_text(errors="replace"))
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, 15)
@@ -131,4 +145,25 @@ def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Re
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
         services.down(settings)
+        kept = ROOT / "benchmarks" / "results" / "e2e_worker.log"
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state / "logs" / "bench-worker.log", kept)  # the per-batch phase timings, for reading
+        except OSError:
+            pass
         shutil.rmtree(state, ignore_errors=True)
+
+
+def measure_e2e(texts: list[str], args: argparse.Namespace, Result: type) -> "Result":
+    """PART (c) on its own (not interleaved): ``--repeats`` runs of :func:`e2e_arm`, medians."""
+    with e2e_arm(texts, args) as (run, cpu, params):
+        result = Result("c", "end to end: ingest → queue → worker → pgvector", "c", params, len(texts), [], [])
+        for repeat in range(args.repeats):
+            cpu0, wall0 = cpu(), time.perf_counter()
+            run(texts)
+            result.wall_s.append(round(time.perf_counter() - wall0, 4))
+            result.cpu_s.append(round(cpu() - cpu0, 4))
+    result.median_wall_s = statistics.median(result.wall_s)
+    result.items_per_s = len(texts) / result.median_wall_s
+    result.items_per_cpu_s = len(texts) / max(statistics.median(result.cpu_s), 1e-9)
+    return result

