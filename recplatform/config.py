@@ -123,7 +123,7 @@ class Settings:
     embed_backend: str = _setting(
         "torch", "Encoder runtime: torch, or onnx (ONNX Runtime, CPU, fp32; the graph is exported at first use and "
                  "cached under state_dir/onnx, keyed by model files and versions).")
-    enqueue_on_ingest: bool = _setting(True, "Ingestion enqueues embedding tasks after it commits.")
+    enqueue_on_ingest: bool = _setting(True, "Ingestion queues its embedding tasks (task outbox, same transaction).")
     index_build_workers: int | None = _setting(
         None, "Parallel workers of a training's CREATE INDEX CONCURRENTLY (max_parallel_maintenance_workers); "
               "unset = half the CPUs minus one, so that serving keeps at least half the machine while a new space "

@@ -1,8 +1,11 @@
-"""After ingestion commits: write the changed rows to Feast's online store and queue their embeddings.
+"""Ingestion with its fan-out: the embedding work goes to the task outbox in the ingestion's transaction
+(:mod:`recplatform.outbox`, relayed to the broker by a worker), and after the commit the changed rows are written
+to Feast's online store.
 
-Both steps may fail (services down): the failure is logged and the committed data stays — the tables are the
-truth, and ``recplatform materialize`` / ``reconcile`` catch up. Ingestion itself (:mod:`recplatform.ingest`)
-never talks to Feast or the broker; the callers that want the fan-out (CLI, client, demo) come through here.
+The online write may fail (feature server and store down): the failure is logged and the committed data stays:
+the tables are the truth, and ``recplatform materialize`` catches up. Ingestion itself
+(:mod:`recplatform.ingest`) never talks to Feast or the broker; the callers that want the fan-out (CLI, client,
+demo, the task API) come through here.
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ import logging
 import time
 from typing import Any, Callable
 
-from recplatform import features
+from recplatform import db, features, outbox
 from recplatform.config import Settings, get_settings
 from recplatform.ingest import IngestResult, catalogues, ingest
-from recplatform.workers.enqueue import enqueue_ingested
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +33,32 @@ def after_commit_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> bo
         return False
 
 
-def publish(result: IngestResult, settings: Settings, *, online: bool = True, enqueue: bool = True,
-            progress: bool = False) -> None:
-    """Fan a committed ingestion out: Feast online write for changed/touched entities, then embedding messages."""
+def publish(result: IngestResult, settings: Settings, *, online: bool = True, progress: bool = False) -> None:
+    """After the commit: the Feast online write for the changed and touched entities, then wake the outbox
+    relays, so that the workers read the new rows' features from Feast (a relay also sends the rows on its own
+    within seconds if this notification never comes)."""
     user_ids = sorted(set(result.changed_user_ids) | set(result.touched_user_ids))
     item_ids = sorted(set(result.changed_item_ids) | set(result.touched_item_ids))
-    if not user_ids and not item_ids:
-        return
-    if online:
+    if online and (user_ids or item_ids):
         started = time.perf_counter()
         after_commit_step(features.write_online, settings, user_ids=user_ids, item_ids=item_ids, progress=progress)
         result.timings["online"] = time.perf_counter() - started
-    if enqueue and settings.enqueue_on_ingest:
-        started = time.perf_counter()
-        after_commit_step(enqueue_ingested, result, settings)
-        result.timings["enqueue"] = time.perf_counter() - started
+    if result.messages_queued:
+        after_commit_step(_notify_relays, settings)
+
+
+def _notify_relays(settings: Settings) -> None:
+    with db.connect(settings, autocommit=True, vector=False) as conn:
+        outbox.notify(conn)
 
 
 def ingest_and_publish(users: Any = None, items: Any = None, interactions: Any = None, *, dataset: Any = None,
                        settings: Settings | None = None, online: bool = True, enqueue: bool = True,
                        progress: bool = False, source: str | None = None, allow_mixed: bool = False) -> IngestResult:
     """:func:`recplatform.ingest.ingest` (or a whole ``dataset``), then :func:`publish` what it changed.
+
+    ``enqueue`` (and ``Settings.enqueue_on_ingest``): the embedding and taste work goes to the task outbox with the
+    data; without it, ``recplatform embed`` or the scheduled reconcile finds the entities later.
 
     A ``dataset`` whose catalogue differs from one already loaded raises
     :class:`recplatform.ingest.catalogues.MixedCataloguesError` before anything is written, unless
@@ -65,9 +72,10 @@ def ingest_and_publish(users: Any = None, items: Any = None, interactions: Any =
         if others:
             log.warning("loading %s beside %s: two catalogues in one database", dataset.catalogue_name,
                         ", ".join(r.catalogue for r in others))
-    result = ingest(users, items, interactions, source=source or "<input>", settings=settings, progress=progress)
+    result = ingest(users, items, interactions, source=source or "<input>", settings=settings, progress=progress,
+                    enqueue=enqueue and settings.enqueue_on_ingest)
     if dataset is not None:
         catalogues.record(dataset.catalogue_name, dataset.name, dataset.source, settings)
-    publish(result, settings, online=online, enqueue=enqueue, progress=progress)
+    publish(result, settings, online=online, progress=progress)
     result.seconds = time.perf_counter() - started
     return result

@@ -269,3 +269,15 @@ datasets = Table(
     Column("first_loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# ----- the task outbox (recplatform.outbox) ---------------------------------------------------------------------
+# Celery messages an ingestion implies, written in its transaction; a worker's relay sends them and deletes the row.
+task_outbox = Table(
+    "task_outbox", metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("task", Text, nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("queue", Text, nullable=False, server_default=text("'default'")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

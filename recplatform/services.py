@@ -32,7 +32,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from recplatform import db
+from recplatform import db, outbox
 from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
 from recplatform.features import server as feast_server
 from recplatform.workers.process import beat_pid, local_worker_pid, stop_local_worker
@@ -575,13 +575,23 @@ def local_status(settings: Settings) -> list[ServiceStatus]:
     serving = server_pid is not None and feast_server.served_url(settings) is not None
     return [
         ServiceStatus("worker", True, worker_pid is not None, worker_pid, redact_url(settings.celery_broker_url),
-                      f"queues embed,default; log {logs / 'worker.log'}"),
+                      f"queues embed,default; {outbox_detail(settings)}; log {logs / 'worker.log'}"),
         ServiceStatus("beat", True, beat is not None, beat, redact_url(settings.celery_broker_url),
                       f"periodic reconcile, in the worker; schedule {settings.state_dir / 'celerybeat-schedule'}"),
         ServiceStatus("feature-server", True, serving, server_pid, settings.feature_server_url,
                       f"Feast; log {feast_server.log_file(settings)}"
                       + ("" if serving or not server_pid else "; serves another database")),
     ]
+
+
+def outbox_detail(settings: Settings) -> str:
+    """How many messages wait in the task outbox for a worker's relay (and since when), or why it is unknown."""
+    try:
+        with db.connect(settings, autocommit=True, vector=False) as conn:
+            count, age = outbox.pending(conn)
+    except psycopg.Error as exc:
+        return f"task outbox unknown ({type(exc).__name__})"
+    return f"task outbox {count} waiting" + (f", oldest {age:.0f}s" if count and age is not None else "")
 
 
 def remove_state(settings: Settings) -> None:

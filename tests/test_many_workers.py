@@ -15,8 +15,9 @@ from test_workers import start_worker  # noqa: F401 - a fixture, used by name
 
 from recplatform.embedding import spaces
 from recplatform.embedding.encoder import load_encoder
+from recplatform.outbox import BATCH
 from recplatform.publish import ingest_and_publish as ingest
-from recplatform.workers.enqueue import BATCH, app_for, reconcile_spaces
+from recplatform.workers.enqueue import app_for, reconcile_spaces
 
 
 def _backfill(services_settings, tag: str, n_items: int):

@@ -4,7 +4,9 @@ Rows are COPYed into temporary tables and upserted into ``rec.users``, ``rec.ite
 An entity row is rewritten (and ``updated_at`` moved) only when its content changed; ``content_hash`` (see
 :mod:`recplatform.content`) changes only when the text-relevant fields change. Interactions upsert on their unique
 key (user, item, event type, time), so loading the same file twice adds nothing. Nothing here talks to Feast or
-the broker: the caller fans out after the commit (:mod:`recplatform.publish`).
+the broker: with ``enqueue``, the follow-up work (embeddings, taste refreshes) goes into the task outbox in the same
+transaction (:mod:`recplatform.outbox`), and the caller writes Feast's online store after the commit
+(:mod:`recplatform.publish`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Callable
 
 from psycopg.types.json import Jsonb
 
+from recplatform import outbox
 from recplatform.config import Settings, get_settings
 from recplatform.content import item_content_hash, user_content_hash
 from recplatform.db import transaction
@@ -44,6 +47,7 @@ class IngestResult:
     seconds: float = 0.0
     interactions_updated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    messages_queued: int = 0  # written to the task outbox with the data (``enqueue``)
 
 
 # ----- SQL (all of ingestion's SQL lives here) ------------------------------------------------------
@@ -155,8 +159,10 @@ class _Progress:
 
 # ----- the ingestion call -------------------------------------------------------------------------
 def ingest(users: Any = None, items: Any = None, interactions: Any = None, *, source: str = "<input>",
-           settings: Settings | None = None, progress: bool = False) -> IngestResult:
-    """Validate every row, then upsert users, items and interactions in one transaction; see the module doc."""
+           settings: Settings | None = None, progress: bool = False, enqueue: bool = False) -> IngestResult:
+    """Validate every row, then upsert users, items and interactions in one transaction; see the module doc.
+
+    ``enqueue``: the same transaction writes the messages this ingestion implies to the task outbox."""
     settings = settings or get_settings()
     started = time.perf_counter()
     result = IngestResult()
@@ -185,11 +191,14 @@ def ingest(users: Any = None, items: Any = None, interactions: Any = None, *, so
                 _write_entities(conn, tables["items"], result, bar)
             if "interactions" in tables:
                 _write_interactions(conn, tables["interactions"], result, bar)
+            if enqueue:
+                result.messages_queued = outbox.write(conn, outbox.ingestion_messages(result))
         result.timings["write"] = time.perf_counter() - write_started
 
-    log.info("ingested from %s: users +%d ~%d, items +%d ~%d, interactions +%d ~%d in %.2fs",
+    log.info("ingested from %s: users +%d ~%d, items +%d ~%d, interactions +%d ~%d in %.2fs%s",
              source, result.users_inserted, result.users_updated, result.items_inserted, result.items_updated,
-             result.interactions_added, result.interactions_updated, time.perf_counter() - started)
+             result.interactions_added, result.interactions_updated, time.perf_counter() - started,
+             f"; {result.messages_queued} messages to the task outbox" if result.messages_queued else "")
     result.seconds = time.perf_counter() - started
     return result
 

@@ -75,7 +75,8 @@ def _missing_occurred_at(interactions: Any) -> dict | None:
 
 def ingest_events(settings: Settings, users: Any = None, items: Any = None, interactions: Any = None,
                   *, publish_after: bool = True) -> dict:
-    """Validate and upsert in one transaction (all or nothing), then fan out like :func:`publish`."""
+    """Validate and upsert in one transaction (all or nothing), with the follow-up work in the task outbox;
+    then the Feast online write, as :func:`recplatform.publish.ingest_and_publish` does."""
     given = {name: rows for name, rows in zip(TABLES, (users, items, interactions)) if rows is not None}
     if not given:
         return error("invalid_argument", None, "give at least one of users, items, interactions")
@@ -84,7 +85,8 @@ def ingest_events(settings: Settings, users: Any = None, items: Any = None, inte
         return bad
     try:
         result = ingest(*(_frame(name, given.get(name)) if name in given else None for name in TABLES),
-                        source="ingest_events", settings=settings)
+                        source="ingest_events", settings=settings,
+                        enqueue=publish_after and settings.enqueue_on_ingest)
     except ValidationError as exc:
         field = {"source": exc.source, "row": exc.row, "field": exc.field, "reason": exc.reason,
                  "value": exc.value if isinstance(exc.value, (str, int, float, bool, type(None))) else repr(exc.value)}

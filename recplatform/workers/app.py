@@ -5,8 +5,9 @@ The public task API's results go to ``Settings.celery_result_backend`` (the same
 ``rpc://`` with RabbitMQ). The broker comes from ``Settings.celery_broker_url`` (embedded Redis over its unix socket by default,
 ``redis+socket:///…/redis.sock``; any Redis or RabbitMQ URL via ``RECPLATFORM_BROKER_URL``). Heavy state
 (the encoder, Feast's FeatureStore) is created per worker *process*, after the fork: in
-``worker_process_init`` for prefork children, in ``worker_ready`` for solo/threads pools. Beat is single:
-see :class:`SingleBeatScheduler`.
+``worker_process_init`` for prefork children, in ``worker_ready`` for solo/threads pools. The worker's main
+process also runs the task outbox relay (:mod:`recplatform.workers.relay`). Beat is single: see
+:class:`SingleBeatScheduler`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from recplatform.embedding import pipeline
 from recplatform.embedding.encoder import load_encoder
 from recplatform.embedding.loader import available_cpus
 from recplatform.logs import setup_logging
+from recplatform.workers import relay
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +218,9 @@ def _init_child(**_kwargs) -> None:
 def _init_in_process_pool(**_kwargs) -> None:
     if _pool_kind["name"] != "prefork":  # solo / threads: tasks run in this process
         warm_up()
+    relay.start(get_settings(), celery_app)  # the main process relays the task outbox to the broker
+
+
+@signals.worker_shutdown.connect
+def _stop_relay(**_kwargs) -> None:
+    relay.stop()

@@ -1,37 +1,28 @@
-"""Putting embedding work on the queue without ever blocking on a dead broker.
+"""Reconcile: enqueue whatever lacks a vector, without ever blocking on a dead broker.
 
-:func:`enqueue_ingested` is what ingestion calls after its commit; :func:`reconcile_spaces` finds every
-entity whose current content hash lacks a vector (SQL anti-join) and enqueues it, and switches to a space
-being backfilled once it is full. Both connect with a short timeout and give up quickly: the tables are the
-truth, so anything not enqueued now is found again by the next ``reconcile`` (beat, ``recplatform embed``).
+:func:`publish` sends :class:`~recplatform.outbox.Message` s to the configured broker; :func:`reconcile_spaces` finds every entity whose current content hash lacks a vector (SQL anti-join) and
+enqueues it, and switches to a space being backfilled once it is full. Both connect with a short timeout and give
+up quickly: the tables are the truth, so anything not enqueued now is found again by the next ``reconcile``
+(beat, ``recplatform embed``). Ingestion does not come here: it writes the task outbox (:mod:`recplatform.outbox`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Iterable
 
-from recplatform.config import Settings, get_settings, redact_url
+from recplatform.config import Settings, get_settings
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
+from recplatform.outbox import Message, embed_messages, refresh_messages
 from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.taste import stale_users
+from recplatform.workers.send import CONNECT_TIMEOUT, send
 
 log = logging.getLogger(__name__)
 
-BATCH = 256  # ids per embed message
-CONNECT_TIMEOUT = 2.0  # seconds a producer waits for the broker before giving up
-
-
-@dataclass
-class Message:
-    task: str
-    args: list
-    kwargs: dict = field(default_factory=dict)
-    queue: str = "default"
 
 
 @dataclass
@@ -67,55 +58,8 @@ def app_for(settings: Settings):
 
 
 def publish(settings: Settings, messages: Iterable[Message], *, timeout: float = CONNECT_TIMEOUT) -> int:
-    """Send messages over one connection; raises kombu's OperationalError when the broker does not answer
-    within ``timeout`` seconds (no retries beyond that)."""
-    messages = list(messages)
-    if not messages:
-        return 0
-    app = app_for(settings)
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-        producer = app.amqp.Producer(conn, auto_declare=True)
-        for m in messages:
-            app.send_task(m.task, args=m.args, kwargs=m.kwargs, queue=m.queue, producer=producer,
-                          retry=True, retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1})
-    return len(messages)
-
-
-def embed_messages(kind: str, ids: Iterable[str], space_id: int | None = None, batch: int = BATCH) -> list[Message]:
-    """Messages that embed ``ids`` of ``kind`` ('item' / 'user') in batches on the embed queue."""
-    ids = list(dict.fromkeys(str(i) for i in ids))
-    task = "recplatform.embed_items" if kind == "item" else "recplatform.embed_users"
-    kwargs = {} if space_id is None else {"space_id": int(space_id)}
-    return [Message(task, [ids[i:i + batch]], dict(kwargs), "embed") for i in range(0, len(ids), batch)]
-
-
-def enqueue_ingested(result: Any, settings: Settings | None = None) -> int:
-    """After an ingestion commit: changed items/users → embed queue, users with new interactions →
-    ``refresh_user_taste``, new interactions → ``train_if_due``. Never raises; on a broker failure it logs and
-    returns 0 (reconcile and the scheduled training check catch up)."""
-    settings = settings or get_settings()
-    messages = (embed_messages("item", getattr(result, "changed_item_ids", []) or [])
-                + embed_messages("user", getattr(result, "changed_user_ids", []) or []))
-    touched = list(dict.fromkeys(getattr(result, "touched_user_ids", []) or []))
-    messages += refresh_messages(touched)
-    if getattr(result, "interactions_added", 0):
-        messages.append(Message("recplatform.train_if_due", []))  # a cheap check; trains past the threshold
-    if not messages:
-        return 0
-    started = time.perf_counter()
-    try:
-        sent = publish(settings, messages)
-    except Exception as exc:  # noqa: BLE001 - ingestion has committed; the queue is only a trigger
-        log.warning("broker %s unavailable (%s: %s) after %.1fs: %d embedding/taste messages not sent; "
-                    "`recplatform embed` or the scheduled reconcile will pick the entities up",
-                    redact_url(settings.celery_broker_url), type(exc).__name__, redact_url(str(exc)),
-                    time.perf_counter() - started, len(messages))
-        return 0
-    log.info("enqueued %d messages (%d items, %d users changed; %d users touched)", sent,
-             len(getattr(result, "changed_item_ids", []) or []), len(getattr(result, "changed_user_ids", []) or []),
-             len(touched))
-    return sent
+    """Send messages to this settings' broker (:func:`recplatform.workers.send.send`)."""
+    return send(app_for(settings), messages, timeout=timeout)
 
 
 def queue_depth(settings: Settings, queue: str = "embed", *, timeout: float = CONNECT_TIMEOUT) -> int:
@@ -163,11 +107,6 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
     log.info("reconcile: %s; enqueued %d batches%s", out.spaces or "nothing missing", out.published,
              f"; activated {out.activated}" if out.activated else "")
     return out
-
-
-def refresh_messages(user_ids: list[str], batch: int = 1000) -> list[Message]:
-    """``refresh_user_taste`` messages for users, ``batch`` ids each (default queue)."""
-    return [Message("recplatform.refresh_user_taste", [user_ids[i:i + batch]]) for i in range(0, len(user_ids), batch)]
 
 
 def enqueue_stale_tastes(settings: Settings) -> int:
