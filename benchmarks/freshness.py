@@ -10,7 +10,7 @@ configured encoder), then, ``--rounds`` times, interleaved:
 * **user**: ``RecClient.add_users`` of one new user with demographics; timed until ``rec.recommend`` serves them
   ``demographic_neighbors`` (their demographic vector exists), the cold default.
 
-Reported: median, p90 and max seconds, split into the client call (commit + online write + enqueue) and the
+Reported: median, p90 and max seconds, split into the client call (commit with the outbox rows + online write + NOTIFY) and the
 wait for the worker. The baseline is the embedding work itself for one item (``embed_batch`` in process, same
 encoder, content vector only, the encoder already loaded), so the ratio shows what the queue hop costs.
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     for col in ("entity", "part", "median s", "p90 s", "max s"):
         table.add_column(col, justify="left" if col in ("entity", "part") else "right")
     for entity in ("item", "user"):
-        for part, label in (("call", "client call (commit, online write, enqueue)"), ("wait", "worker"),
+        for part, label in (("call", "client call (commit + outbox, online write, notify)"), ("wait", "worker"),
                             ("total", "total")):
             s = report[entity][part]
             table.add_row(entity, label, f"{s['median_s']:.3f}", f"{s['p90_s']:.3f}", f"{s['max_s']:.3f}")
