@@ -10,8 +10,8 @@ configured encoder), then, ``--rounds`` times, interleaved:
 * **user**: ``RecClient.add_users`` of one new user with demographics; timed until ``rec.recommend`` serves them
   ``demographic_neighbors`` (their demographic vector exists), the cold default.
 
-Reported: median, p90 and max seconds, split into the client call (commit with the outbox rows + online write + NOTIFY) and the
-wait for the worker. The baseline is the embedding work itself for one item (``embed_batch`` in process, same
+Reported: median, p90 and max seconds, split into the client call (commit with the outbox rows + online write +
+NOTIFY) and the wait for the worker. The baseline is the embedding work itself for one item (``embed_batch`` in process, same
 encoder, content vector only, the encoder already loaded), so the ratio shows what the queue hop costs.
 
 Usage: ``python benchmarks/freshness.py [--rounds 10] [--model hashing:384]``. Prints a table and writes
