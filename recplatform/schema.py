@@ -194,10 +194,12 @@ item_priors = Table(
     Column("n_users", BigInteger, nullable=False),
     Column("popularity", Float, nullable=False),
     Column("refreshed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # rank by (created_at, item_id) descending at the refresh, 1 = newest (rec._rank_fresh's "10,000 newest" cut)
+    Column("newness", Integer),
 )
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
-# fresh items by interaction count (exploration), item ids read from the index alone
-Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id"])
+# fresh items by interaction count (exploration), item ids and newness read from the index alone
+Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id", "newness"])
 
 coldstart_maps = Table(
     "coldstart_maps", metadata,

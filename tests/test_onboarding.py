@@ -222,3 +222,27 @@ def test_demographic_neighbours_need_the_configured_history(planted):
     finally:
         with db.transaction(settings) as conn:
             conn.execute("UPDATE rec.retrieval_defaults SET neighbor_min_interactions = 50")
+
+
+def test_fresh_items_are_only_those_among_the_10000_newest(db_settings):
+    """An item with few users is "new" only among the 10,000 newest items: ranked at the priors' refresh, and
+    shifted by every item created since (which is newer than all of them)."""
+    long_tail = (10, 49, 50, 5000)  # item numbers left without users; item n is ranked 10,050 - n at the refresh
+    with db.transaction(db_settings) as conn:
+        conn.execute("INSERT INTO rec.users (user_id, content_hash) SELECT 'u' || g, 'h' FROM generate_series(0, 5) g")
+        conn.execute("INSERT INTO rec.items (item_id, title, content_hash, created_at) "
+                     "SELECT 'i' || lpad(g::text, 5, '0'), 'Film ' || g, 'h', "
+                     "now() - interval '1 day' + g * interval '1 second' FROM generate_series(0, 10049) g")
+        conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating) "
+                     "SELECT 'u' || u, 'i' || lpad(g::text, 5, '0'), 4 "
+                     "FROM generate_series(0, 10049) g, generate_series(1, 5) u WHERE NOT (g = ANY(%s))",
+                     (list(long_tail),))
+        conn.execute("SELECT rec.refresh_item_priors()")
+
+    def fresh() -> set[str]:
+        return {r[1] for r in rows(db_settings, "SELECT * FROM rec.new_for_you('u0', 10)")}
+
+    assert fresh() == {"i00050", "i05000"}  # ranks 10,000 and 5,050; i00049 (10,001) and i00010 are not new
+    with db.transaction(db_settings) as conn:
+        conn.execute("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('late', 'Late film', 'h')")
+    assert fresh() == {"late", "i05000"}  # one item newer than all: i00050 is now the 10,001st newest

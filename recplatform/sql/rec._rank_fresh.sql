@@ -2,12 +2,14 @@
 -- without priors yet: added since the priors were last refreshed) that pass the filters and are unseen; of those
 -- the 2000 newest are ranked for a query vector in the collaborative space (an exact scan over at most 2000
 -- vectors), or newest first without one. Where fresh items are few (at most 10,000 with fewer than
--- p_max_interactions users, the usual case) they are read from the index item_priors_n_users, plus the items
--- created since the last refresh of the priors (items_newest; created_at defaults to the insert's time, so an
--- item without a prior is one of them), and kept when among the 10,000 newest; otherwise rec.items is walked
--- newest first (index items_newest) with one primary-key probe of rec.item_priors per item, which stops after
--- 2000 matches and never reads more than 10,000 items (an old long-tail item is not "new"). The query vector is
--- computed once by the caller.
+-- p_max_interactions users, the usual case) they are read from the index item_priors_n_users, which also holds
+-- each item's newness rank at the last refresh (1 = newest): the a items created since then are all newer, so an
+-- item ranked r is among today's 10,000 newest when r <= 10,000 - a, decided in the index without visiting the
+-- item. The items created since the refresh (items_newest; created_at defaults to the insert's time, so an item
+-- without a prior is one of them) join them. Otherwise (many fresh items, or 10,000 new since the refresh)
+-- rec.items is walked newest first (index items_newest) with one primary-key probe of rec.item_priors per item,
+-- which stops after 2000 matches and never reads more than 10,000 items (an old long-tail item is not "new").
+-- The query vector is computed once by the caller.
 CREATE OR REPLACE FUNCTION rec._rank_fresh(p_collab integer, p_query vector, p_k integer, p_seen text[], p_genres text[],
                                 p_min_year integer, p_max_year integer, p_max_interactions integer,
                                 p_max_age interval, p_source text)
@@ -17,6 +19,7 @@ LANGUAGE plpgsql STABLE ROWS 10 AS $fn$
 DECLARE
     v_refreshed timestamptz;
     v_few integer;
+    v_since integer;
     v_cut_at timestamptz;
     v_cut_id text;
 BEGIN
@@ -24,26 +27,29 @@ BEGIN
     SELECT p.refreshed_at INTO v_refreshed FROM rec.item_priors p LIMIT 1;
     SELECT count(*) INTO v_few
     FROM (SELECT 1 FROM rec.item_priors p WHERE p.n_users < p_max_interactions LIMIT 10001) f;
-    IF v_refreshed IS NOT NULL AND v_few <= 10000 THEN
-        -- the 10,000th newest item: fresh items older than it are not "new"
-        SELECT n.created_at, n.item_id INTO v_cut_at, v_cut_id
-        FROM rec.items n ORDER BY n.created_at DESC, n.item_id DESC OFFSET 9999 LIMIT 1;
+    SELECT count(*) INTO v_since FROM (SELECT 1 FROM rec.items n WHERE n.created_at >= v_refreshed LIMIT 10000) a;
+    IF v_refreshed IS NOT NULL AND v_few <= 10000 AND v_since < 10000 THEN
+        IF p_max_age IS NOT NULL THEN
+            -- the 10,000th newest item: items created within p_max_age but older than it are not "new"
+            SELECT n.created_at, n.item_id INTO v_cut_at, v_cut_id
+            FROM rec.items n ORDER BY n.created_at DESC, n.item_id DESC OFFSET 9999 LIMIT 1;
+        END IF;
         RETURN QUERY
         WITH cand AS (
-            SELECT p.item_id FROM rec.item_priors p WHERE p.n_users < p_max_interactions
+            SELECT p.item_id FROM rec.item_priors p
+            WHERE p.n_users < p_max_interactions AND p.newness <= 10000 - v_since
             UNION
             SELECT n.item_id FROM rec.items n
             WHERE n.created_at >= v_refreshed
               AND NOT EXISTS (SELECT 1 FROM rec.item_priors p WHERE p.item_id = n.item_id)
             UNION
             SELECT n.item_id FROM rec.items n WHERE p_max_age IS NOT NULL AND n.created_at > now() - p_max_age
+              AND (v_cut_at IS NULL OR (n.created_at, n.item_id) >= (v_cut_at, v_cut_id))
         ), fresh AS (
             SELECT i.item_id, i.title, i.created_at
-            -- OFFSET 0: one primary-key probe per candidate (not a scan of rec.items), the age cut applied there
+            -- OFFSET 0: one primary-key probe per candidate (not a scan of rec.items)
             FROM cand c CROSS JOIN LATERAL (SELECT n.item_id, n.title, n.created_at, n.genres, n.year FROM rec.items n
-                                            WHERE n.item_id = c.item_id
-                                              AND (v_cut_at IS NULL OR (n.created_at, n.item_id) >= (v_cut_at, v_cut_id))
-                                            OFFSET 0) i
+                                            WHERE n.item_id = c.item_id OFFSET 0) i
             WHERE NOT (i.item_id = ANY(p_seen))
               AND rec._item_matches(i.genres, i.year, p_genres, p_min_year, p_max_year)
             ORDER BY i.created_at DESC, i.item_id DESC
