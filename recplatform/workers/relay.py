@@ -49,7 +49,9 @@ class OutboxRelay(threading.Thread):
         self.settings, self.app, self.poll = settings, app, poll
         self._stopping = threading.Event()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 0.5) -> None:
+        """Ask the thread to end; wait at most ``timeout`` seconds (it may be waiting up to ``poll`` seconds for a
+        notification; a daemon thread cut off at exit loses nothing: its open claim rolls back)."""
         self._stopping.set()
         if self.is_alive():
             self.join(timeout)
