@@ -52,11 +52,15 @@ def _load(read, label: str, online: bool, enqueue: bool, add: bool = False) -> N
     print_table("seconds", ["step", "seconds"], [
         ["read files / generate", f"{read_seconds:.2f}"],
         ["validate rows", f"{timings.get('validate', 0.0):.2f}"],
-        ["database write (one transaction)", f"{timings.get('write', 0.0):.2f}"],
+        ["database write (one transaction, with the task outbox)", f"{timings.get('write', 0.0):.2f}"],
         ["feast online write", f"{timings['online']:.2f}" if "online" in timings else "skipped"],
-        ["enqueue embeddings", f"{timings['enqueue']:.2f}" if "enqueue" in timings else "skipped"],
         ["total", f"{total:.2f}"],
     ])
+    if result.messages_queued:
+        console.print(f"queued {result.messages_queued} embedding and taste messages in the task outbox; "
+                      "a worker sends them to the broker (`recplatform status` shows what waits)")
+    elif enqueue and settings.enqueue_on_ingest:
+        console.print("nothing to embed: no new or changed content")
 
 
 @load_app.command("movielens")
@@ -66,7 +70,8 @@ def load_movielens_command(
                                           "ml-latest-small / ml-latest / ml-25m / ml-32m (ratings.csv, movies.csv, "
                                           "tags.csv, links.csv; no demographics: cold users get popularity)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
-    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue",
+                                 help="Queue embedding tasks for changed rows (task outbox)."),
     allow_empty: bool = typer.Option(False, "--allow-empty",
                                      help="Load even when the ratings file has no rating (refused otherwise)."),
     add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
@@ -85,7 +90,8 @@ def load_synthetic_command(
     items: int = typer.Option(500, "--items", min=2, help="Number of items (2 to 100,000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed, 0 to 2**32-1 (same seed, same data)."),
     online: bool = typer.Option(True, "--online/--no-online", help="Write changed rows to Feast's online store."),
-    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue", help="Queue embedding tasks for changed rows."),
+    enqueue: bool = typer.Option(True, "--enqueue/--no-enqueue",
+                                 help="Queue embedding tasks for changed rows (task outbox)."),
     add: bool = typer.Option(False, "--add", help="Load beside another catalogue already in the database (refused "
                                                   "otherwise: lists would mix both; `recplatform down --purge` "
                                                   "starts afresh)."),
