@@ -112,6 +112,23 @@ def test_ingest_events_all_or_nothing_named_errors_and_idempotent_redelivery(pla
     assert second["users_updated"] == 0 and second["items_updated"] == 0 and second["interactions_updated"] in (0, 3)
     assert _counts(settings) == (before[0] + 3, before[1] + 4, before[2] + 3)
     assert "Retry in" not in worker.text()  # bad input is answered, never retried
+    _settle(settings, [i["item_id"] for i in items])
+
+
+def _settle(settings, item_ids: list[str], timeout: float = 90) -> None:
+    """Wait for the work an ingestion queued (the outbox relayed, the new items embedded and mapped into the
+    collaborative space), so that the next test compares two reads of data that no longer changes."""
+    deadline = time.monotonic() + timeout
+    with db.connect(settings, autocommit=True) as conn:
+        while True:
+            waiting, mapped = conn.execute(
+                "SELECT (SELECT count(*) FROM rec.task_outbox), (SELECT count(*) FROM rec.item_embeddings e "
+                "WHERE e.space_id = rec.active_space_id('collaborative') AND e.item_id = ANY(%s))",
+                (item_ids,)).fetchone()
+            if waiting == 0 and mapped == len(item_ids):
+                return
+            assert time.monotonic() < deadline, f"{waiting} messages in the outbox, {mapped} items mapped"
+            time.sleep(0.2)
 
 
 def test_recommend_returns_the_clients_rows_and_structured_errors(platform):
