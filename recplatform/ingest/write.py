@@ -162,7 +162,9 @@ def ingest(users: Any = None, items: Any = None, interactions: Any = None, *, so
            settings: Settings | None = None, progress: bool = False, enqueue: bool = False) -> IngestResult:
     """Validate every row, then upsert users, items and interactions in one transaction; see the module doc.
 
-    ``enqueue``: the same transaction writes the messages this ingestion implies to the task outbox."""
+    ``enqueue``: the same transaction writes the messages this ingestion implies to the task outbox. The workers'
+    relays send them when notified (:func:`recplatform.publish.publish` does, after the Feast online write), or
+    by their poll within about ten seconds."""
     settings = settings or get_settings()
     started = time.perf_counter()
     result = IngestResult()
