@@ -1,9 +1,11 @@
 """Reconcile: enqueue whatever lacks a vector, without ever blocking on a dead broker.
 
-:func:`publish` sends :class:`~recplatform.outbox.Message` s to the configured broker; :func:`reconcile_spaces` finds every entity whose current content hash lacks a vector (SQL anti-join) and
-enqueues it, and switches to a space being backfilled once it is full. Both connect with a short timeout and give
-up quickly: the tables are the truth, so anything not enqueued now is found again by the next ``reconcile``
-(beat, ``recplatform embed``). Ingestion does not come here: it writes the task outbox (:mod:`recplatform.outbox`).
+:func:`publish` sends :class:`~recplatform.outbox.Message` s to the configured broker (through
+:func:`recplatform.workers.send.send`); :func:`reconcile_spaces` finds every entity whose current content hash
+lacks a vector (SQL anti-join) and enqueues it, and switches to a space being backfilled once it is full. Both
+connect with a short timeout and give up quickly: the tables are the truth, so anything not enqueued now is found
+again by the next ``reconcile`` (beat, ``recplatform embed``). Ingestion does not come here: it writes the task
+outbox (:mod:`recplatform.outbox`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from recplatform.retrieval.taste import stale_users
 from recplatform.workers.send import CONNECT_TIMEOUT, send
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
