@@ -23,6 +23,10 @@ What it measures (the same run, the same queries):
   hold up under load where wall-clock milliseconds do not);
 * the same warm queries as an exact scan in SQL (ORDER BY the distance without the index) and as a numpy
   brute force in process (matrix-vector product, seen items masked); ratios against the HNSW p50;
+* the cold and onboarding default rows read the users' precomputed neighbour votes (``rec.cold_candidates``,
+  refreshed here as the worker does when it embeds a user; the time per user is in the build table), and run
+  interleaved with the same queries voting live (``SET rec.cold_candidates = 'off'``): both p50s, their ratio and
+  the share of identical lists;
 * recall@10 of the SQL function against the exact result with the same filters;
 * HNSW build time and index sizes.
 
@@ -67,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 from recplatform import db, services  # noqa: E402
 from recplatform.config import get_settings  # noqa: E402
 from recplatform.embedding import spaces  # noqa: E402
-from recplatform.retrieval import coldstart  # noqa: E402
+from recplatform.retrieval import candidates, coldstart  # noqa: E402
 from recplatform.retrieval.storage import copy_vectors  # noqa: E402
 
 console = Console(width=int(os.environ.get("COLUMNS", "170")))
@@ -223,6 +227,8 @@ def load(settings, data, progress: Progress) -> dict:
 
 
 # ----- measuring --------------------------------------------------------------------------------------------
+COLD_LIVE = "cold (default, live vote)"
+ONBOARDING_LIVE = "onboarding, 3 interactions (default, live vote)"
 RECOMMEND = ("SELECT item_id FROM rec.recommend(%s, %s, true, %s, NULL, NULL, %s, %s, "
              "exploration_share => %s)")
 EXACT = """
@@ -266,12 +272,16 @@ def _backend_cpu_s(pid: int) -> float | None:
         return None
 
 
-def run_interleaved(settings, arms: dict[str, list], k: int) -> tuple[dict, dict[str, list[list[str]]]]:
+def run_interleaved(settings, arms: dict[str, list], k: int,
+                    live: frozenset[str] = frozenset()) -> tuple[dict, dict[str, list[list[str]]]]:
     """Each arm on its own connection, the arms' queries interleaved one by one (arm A query 1, arm B query 1, ...)
     so that load from other processes falls on every arm alike. Per arm: latency percentiles, wall seconds, and
-    the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load)."""
+    the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load). Arms in ``live``
+    vote live (``SET rec.cold_candidates = 'off'``), the others read the precomputed votes."""
     names = list(arms)
     conns = {name: db.connect(settings, autocommit=True) for name in names}
+    for name in live & set(names):
+        conns[name].execute("SET rec.cold_candidates = 'off'")
     lat: dict[str, list[float]] = {name: [] for name in names}
     out: dict[str, list[list[str]]] = {name: [] for name in names}
     try:
@@ -524,6 +534,13 @@ def main(argv: list[str] | None = None) -> dict:
                                   size=min(args.queries, n_cold - len(cold_users)), replace=False)
     with console.status(f"{len(onboarding_users)} cold users get their first 3 interactions"):
         add_onboarding_users(settings, data, onboarding_users, 3, rng)
+    # what the worker does when it embeds a user: precompute the neighbour votes (rec.cold_candidates)
+    precomputed = [f"u{u}" for u in np.concatenate([cold_users, onboarding_users])]
+    with console.status(f"precomputing the neighbour votes of {len(precomputed)} cold and onboarding users"):
+        started = time.perf_counter()
+        written = candidates.refresh(settings, precomputed)
+        build["cold_candidates_s"] = time.perf_counter() - started
+    build["cold_candidates_ms_per_user"] = 1000 * build["cold_candidates_s"] / max(1, written)
     storage = None
     if args.halfvec:
         storage = storage_comparison(settings, data, space_id, build, warm_users, genre_pick, k)
@@ -545,11 +562,18 @@ def main(argv: list[str] | None = None) -> dict:
         onboarding_default: [(f"u{u}", None, None, None, None) for u in onboarding_users],
         "onboarding, 3 interactions (exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in onboarding_users],
         f"warm (default, exploration {share:g})": [(f"u{u}", None, None, None, None) for u in warm_users],
+        COLD_LIVE: [(f"u{u}", None, None, None, None) for u in cold_users],
+        ONBOARDING_LIVE: [(f"u{u}", None, None, None, None) for u in onboarding_users],
     }
     with console.status(f"1 client, {len(interleaved)} arms interleaved"):
-        stats, outs = run_interleaved(settings, interleaved, k)
+        stats, outs = run_interleaved(settings, interleaved, k, live=frozenset({COLD_LIVE, ONBOARDING_LIVE}))
     rows.update(stats)
     results.update(outs)
+    # precomputed votes must serve the lists the live vote serves (the same neighbours' interactions)
+    for cached, live in ((cold_default, COLD_LIVE), (onboarding_default, ONBOARDING_LIVE)):
+        same = sum(a == b for a, b in zip(outs[cached], outs[live]))
+        rows[cached]["same_list_as_live_vote"] = same / len(outs[live])
+        rows[cached]["live_over_precomputed_p50"] = rows[live]["p50_ms"] / rows[cached]["p50_ms"]
     plans = {
         "warm + genre filter": [(f"u{u}", [g], None, None, 0.0) for u, g in zip(warm_users, genre_pick)],
         "cold (learned_map, pop 0)": [(f"u{u}", None, "learned_map", 0.0, 0.0) for u in cold_users],
@@ -660,6 +684,15 @@ def print_report(report: dict) -> None:
             f"{base['numpy']['p50_ms']:.2f}" if base else "",
             f"{base['numpy_over_hnsw_p50']:.2f}x" if base else "")
     console.print(table)
+    t3 = Table(title="precomputed neighbour votes (rec.cold_candidates) against the live vote, interleaved")
+    for col in ("query", "precomputed p50 ms", "live p50 ms", "live / precomputed", "same list as live"):
+        t3.add_column(col, justify="right" if col != "query" else "left")
+    for name, stats in report["latency"].items():
+        if "same_list_as_live_vote" in stats:
+            live = COLD_LIVE if name.startswith("cold") else ONBOARDING_LIVE
+            t3.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][live]['p50_ms']:.2f}",
+                       f"{stats['live_over_precomputed_p50']:.2f}x", f"{stats['same_list_as_live_vote']:.1%}")
+    console.print(t3)
     build = report["build"]
     t2 = Table(title="build")
     t2.add_column("step")
@@ -667,6 +700,8 @@ def print_report(report: dict) -> None:
     for key in ("generate_s", "copy_items_users_s", "copy_interactions_s", "copy_vectors_s",
                 "hnsw_build_items_and_taste_s", "hnsw_build_demographic_s", "priors_vacuum_s"):
         t2.add_row(key, f"{build[key]:.1f} s")
+    if "cold_candidates_ms_per_user" in build:
+        t2.add_row("precomputing neighbour votes", f"{build['cold_candidates_ms_per_user']:.1f} ms per user")
     t2.add_row("interactions", f"{build['interactions']:,}")
     t2.add_row("item HNSW index size", f"{build['item_index_bytes'] / 2**20:.1f} MiB")
     t2.add_row("item_embeddings table + indexes", f"{build['item_table_bytes'] / 2**20:.1f} MiB")

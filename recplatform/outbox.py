@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 CHANNEL = "rec_task_outbox"
 BATCH = 256  # ids per embed message
 REFRESH_BATCH = 1000  # users per taste-refresh message
+CANDIDATE_BATCH = 200  # users per cold-candidate refresh message (~25 ms each at 100k items)
 
 _INSERT = "INSERT INTO rec.task_outbox (task, args, kwargs, queue) VALUES (%s, %s, %s, %s)"
 _NOTIFY = f"NOTIFY {CHANNEL}"
@@ -51,9 +52,18 @@ def embed_messages(kind: str, ids: Iterable[str], space_id: int | None = None, b
     return [Message(task, [ids[i:i + batch]], dict(kwargs), "embed") for i in range(0, len(ids), batch)]
 
 
+def _batched(task: str, ids: list[str], batch: int) -> list[Message]:
+    return [Message(task, [ids[i:i + batch]]) for i in range(0, len(ids), batch)]
+
+
 def refresh_messages(user_ids: list[str], batch: int = REFRESH_BATCH) -> list[Message]:
     """``refresh_user_taste`` messages for users, ``batch`` ids each (default queue)."""
-    return [Message("recplatform.refresh_user_taste", [user_ids[i:i + batch]]) for i in range(0, len(user_ids), batch)]
+    return _batched("recplatform.refresh_user_taste", user_ids, batch)
+
+
+def candidate_messages(user_ids: list[str], batch: int = CANDIDATE_BATCH) -> list[Message]:
+    """``refresh_cold_candidates`` messages for users, ``batch`` ids each (default queue)."""
+    return _batched("recplatform.refresh_cold_candidates", user_ids, batch)
 
 
 def ingestion_messages(result: Any) -> list[Message]:

@@ -158,6 +158,9 @@ retrieval_defaults = Table(
     # exploration: a fresh item takes its slot only when its similarity to the user's query vector is at least
     # exploration_min_ratio times that of the main list's k-th item (0 = always)
     Column("exploration_min_ratio", Float, nullable=False, server_default=text("0")),
+    # precomputed neighbour votes (rec.cold_candidates) serve cold and onboarding users while younger than this
+    # (read from the cold row); NULL: always vote live
+    Column("candidates_max_age", INTERVAL, server_default=text("'1 day'")),
     CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
     CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
                     name="retrieval_defaults_onboarding_check"),
@@ -200,6 +203,25 @@ item_priors = Table(
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
 # fresh items by interaction count (exploration), item ids and newness read from the index alone
 Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id", "newness"])
+
+# Precomputed demographic-neighbour votes of cold and onboarding users (rec.refresh_cold_candidates, run by the
+# worker when it embeds a user and by reconcile when a row ages): the best-voted items, normalised votes descending,
+# before seen items and filters (removed when served). ``complete``: every voted item is listed. A row is used only
+# while its space, demographic content hash, neighbourhood size and voter minimum match and it is younger than
+# the cold row's candidates_max_age; otherwise the vote is computed live (docs/retrieval.md, Precomputed votes).
+cold_candidates = Table(
+    "cold_candidates", metadata,
+    Column("user_id", Text, ForeignKey("rec.users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"), nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("neighbors", Integer, nullable=False),
+    Column("voter_skip", Integer, nullable=False),
+    Column("item_ids", ARRAY(Text), nullable=False),
+    Column("votes", ARRAY(Float), nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("cold_candidates_computed_at", "computed_at"),
+)
 
 coldstart_maps = Table(
     "coldstart_maps", metadata,

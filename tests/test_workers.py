@@ -381,3 +381,18 @@ def test_interactions_arriving_make_the_worker_train_the_collaborative_space(sha
     _wait_complete(settings)
     with RecClient(settings) as client:
         assert {r.source for r in client.recommend("cf1", 5, exploration_share=0)} <= {"taste", "onboarding"}
+
+    # a new user: the worker embeds them, then precomputes their neighbours' votes, which serve their list
+    ingest(users=[{**_users(13, "cf")[12], "user_id": "cfnew"}], settings=settings)
+    deadline = time.monotonic() + 60
+    with db.connect(settings) as conn:
+        while not conn.execute("SELECT count(*) FROM rec.cold_candidates WHERE user_id = 'cfnew'").fetchone()[0]:
+            assert time.monotonic() < deadline, "no precomputed votes within 60 s\n" + worker.text()[-3000:]
+            time.sleep(0.2)
+        assert conn.execute(  # the row is current: serving reads it
+            "SELECT count(*) FROM rec._cached_votes('cfnew', rec.active_space_id('content'), (SELECT neighbors "
+            "FROM rec.retrieval_defaults WHERE user_type = 'cold'), 5, '{}', NULL, NULL, NULL)").fetchone()[0] == 1
+        query = "SELECT item_id, source FROM rec.recommend('cfnew', 5, exploration_share => 0)"
+        served = conn.execute(query).fetchall()
+        conn.execute("SET rec.cold_candidates = 'off'")
+        assert served == conn.execute(query).fetchall() and {s for _, s in served} == {"demographic_neighbors"}

@@ -33,6 +33,15 @@ WHERE m.kind = 'collaborative' AND NOT m.is_active
 ORDER BY m.space_id
 """
 REFRESH_ITEM_PRIORS = "SELECT rec.refresh_item_priors()"
+# Cold and onboarding users' precomputed neighbour votes (rec.cold_candidates): refresh some users; the rows past
+# half their allowed age, oldest first (refreshed before serving stops reading them).
+REFRESH_COLD_CANDIDATES = "SELECT rec.refresh_cold_candidates(%s::text[])"
+AGING_COLD_CANDIDATES = """
+SELECT c.user_id FROM rec.cold_candidates c JOIN rec.retrieval_defaults d ON d.user_type = 'cold'
+WHERE c.computed_at < now() - d.candidates_max_age / 2
+ORDER BY c.computed_at, c.user_id
+LIMIT %s
+"""
 ANALYZE_ITEM_PRIORS = "ANALYZE rec.item_priors"
 # A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
 DELETE_TASTE = """

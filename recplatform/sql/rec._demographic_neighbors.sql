@@ -37,12 +37,7 @@ BEGIN
         -- m - 1: an m-th interaction exists
         v_warm := 'EXISTS (SELECT 1 FROM rec.interactions x WHERE x.user_id = u.user_id OFFSET $4)';
     END IF;
-    -- the configured minimum, but never above the deployment's median history (at least 5): a minimum tuned on
-    -- a catalogue with long histories must not leave only a few far-away heavy users to vote on a small one
-    SELECT least(coalesce(max(d.neighbor_min_interactions), 5),
-                 greatest(5, coalesce((SELECT floor(s.value)::integer FROM rec.deployment_stats s
-                                       WHERE s.name = 'history_median'), 1000))) - 1 INTO v_skip
-    FROM rec.retrieval_defaults d WHERE d.user_type = 'cold';
+    v_skip := rec._voter_skip();
     PERFORM set_config('hnsw.ef_search', least(1000, greatest(64, 2 * p_n))::text, true);
     -- Most users with a demographic vector are warm: over-fetch 2n by the bare index scan, keep the warm ones
     -- (one primary-key probe each); only when that leaves fewer than n, filter inside the iterative scan.

@@ -2,7 +2,7 @@
 -- user's own evidence, eta * x_u . y_i (docs/retrieval.md, Onboarding). From evidence_from items on, each
 -- demographic neighbour's vote is also weighted by 1 + overlap_weight * (items it shares with the user) (the
 -- onboarding row of rec.retrieval_defaults). With eta = 0 and overlap_weight = 0 this ranks exactly like the cold default with the
--- user's items excluded.
+-- user's items excluded; the votes of that prior come from rec.cold_candidates while current (rec._cached_votes).
 CREATE OR REPLACE FUNCTION rec._rank_onboarding(p_demo vector, p_self text, p_collab integer, p_taste vector, p_k integer,
                                      p_seen text[], p_genres text[], p_min_year integer, p_max_year integer,
                                      p_pop_weight double precision, p_neighbors integer, p_eta double precision)
@@ -19,18 +19,31 @@ DECLARE
     v_overlap double precision;
     v_mine text[];
     v_from integer;
+    v_reweight boolean;
 BEGIN
-    IF p_demo IS NOT NULL AND v_content IS NOT NULL THEN
-        SELECT array_agg(n.user_id), array_agg(n.similarity) INTO v_ids, v_sims
-        FROM rec._demographic_neighbors(v_content, p_collab, p_demo, p_self, p_neighbors, 'interactions') n;
-    END IF;
     SELECT d.overlap_weight, d.evidence_from INTO v_overlap, v_from
     FROM rec.retrieval_defaults d WHERE d.user_type = 'onboarding';
-    IF coalesce(v_overlap, 0) > 0 AND coalesce(cardinality(v_ids), 0) > 0 THEN
+    IF coalesce(v_overlap, 0) > 0 THEN
         SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_mine FROM rec.interactions x
         WHERE x.user_id = p_self;
     END IF;
-    IF cardinality(v_mine) >= coalesce(v_from, 1) THEN
+    v_reweight := coalesce(cardinality(v_mine) >= coalesce(v_from, 1), false);
+    IF p_demo IS NOT NULL AND v_content IS NOT NULL THEN
+        IF NOT v_reweight AND (p_eta <= 0 OR p_taste IS NULL OR p_collab IS NULL) THEN
+            -- the prior alone, as the cold default serves it: the user's precomputed votes while they are current
+            SELECT c.item_ids, c.votes INTO v_ids, v_sims
+            FROM rec._cached_votes(p_self, v_content, p_neighbors, p_k, p_seen, p_genres, p_min_year, p_max_year) c;
+            IF FOUND THEN
+                RETURN QUERY SELECT r.rank, r.item_id, r.title, r.score, 'onboarding'::text
+                             FROM rec._rank_voted(v_ids, v_sims, p_k, p_seen, p_genres, p_min_year, p_max_year,
+                                                  p_pop_weight) r;
+                RETURN;
+            END IF;
+        END IF;
+        SELECT array_agg(n.user_id), array_agg(n.similarity) INTO v_ids, v_sims
+        FROM rec._demographic_neighbors(v_content, p_collab, p_demo, p_self, p_neighbors, 'interactions') n;
+    END IF;
+    IF v_reweight AND coalesce(cardinality(v_ids), 0) > 0 THEN
         -- from evidence_from items on, neighbours who share the user's items count more:
         -- sim * (1 + overlap_weight * shared items)
         SELECT array_agg(n.user_id ORDER BY n.ord),

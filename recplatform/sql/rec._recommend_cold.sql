@@ -1,6 +1,7 @@
 -- Cold-start dispatch: a demographic-prompt vector (content space) to items, by strategy. Strategies that
 -- need something missing (no collaborative space, no learned map, no warm neighbours) fall back to
--- neighbours voting, then popularity; `source` always says which path served.
+-- neighbours voting, then popularity; `source` always says which path served. A stored user's neighbour votes
+-- come from rec.cold_candidates while they are current (rec._cached_votes), else they are computed live.
 CREATE OR REPLACE FUNCTION rec._recommend_cold(p_demo vector, p_self text, p_k integer, p_seen text[], p_genres text[],
                                                p_min_year integer, p_max_year integer, p_strategy text,
                                                p_pop_weight double precision, p_neighbors integer)
@@ -43,6 +44,15 @@ BEGIN
             WHERE t.space_id = v_collab AND t.kind = 'taste' AND t.user_id = ANY(v_ids);
             RETURN QUERY SELECT * FROM rec._rank_by_vector(v_collab, v_query, p_k, p_seen, p_genres, p_min_year,
                                                            p_max_year, p_pop_weight, 'demographic_neighbors');
+            RETURN;
+        END IF;
+    END IF;
+    IF p_self IS NOT NULL THEN  -- a stored user: their precomputed votes, while they are current
+        SELECT c.item_ids, c.votes INTO v_ids, v_sims
+        FROM rec._cached_votes(p_self, v_content, p_neighbors, p_k, p_seen, p_genres, p_min_year, p_max_year) c;
+        IF FOUND THEN
+            RETURN QUERY SELECT * FROM rec._rank_voted(v_ids, v_sims, p_k, p_seen, p_genres, p_min_year, p_max_year,
+                                                       p_pop_weight);
             RETURN;
         END IF;
     END IF;

@@ -18,7 +18,8 @@ from typing import Iterable
 from recplatform.config import Settings, get_settings
 from recplatform.embedding import pipeline, spaces
 from recplatform.embedding.encoder import load_encoder
-from recplatform.outbox import Message, embed_messages, refresh_messages
+from recplatform.outbox import Message, candidate_messages, embed_messages, refresh_messages
+from recplatform.retrieval import candidates
 from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.taste import stale_users
 from recplatform.workers.send import CONNECT_TIMEOUT, send
@@ -36,6 +37,7 @@ class ReconcileResult:
     published: int = 0
     stale_tastes: int = 0  # users whose taste refresh was enqueued again (taste older than their history)
     mapped_items: int = 0  # items mapped into the collaborative space from their content vectors
+    aging_candidates: int = 0  # users whose precomputed neighbour votes were sent for a refresh
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +92,7 @@ def reconcile_spaces(settings: Settings | None = None, *, force: bool = False, s
         targets = pipeline.target_spaces(settings)
     out.mapped_items = map_items(settings)
     out.stale_tastes = enqueue_stale_tastes(settings)
+    out.aging_candidates = enqueue_aging_candidates(settings)
     pending: list[Message] = []
     for space in targets:
         if spaces.activate_if_complete(settings, space) and not space.is_active:
@@ -119,3 +122,13 @@ def enqueue_stale_tastes(settings: Settings) -> int:
         log.info("reconcile: %d users have a taste older than their history; refreshes enqueued", len(users))
     return len(users)
 
+
+
+def enqueue_aging_candidates(settings: Settings) -> int:
+    """Enqueue a refresh of the precomputed neighbour votes past half their allowed age (serving stops reading a
+    row at its full age and votes live). Returns the user count."""
+    users = candidates.aging_users(settings)
+    if users:
+        publish(settings, candidate_messages(users))
+        log.info("reconcile: %d users' precomputed neighbour votes are aging; refreshes enqueued", len(users))
+    return len(users)

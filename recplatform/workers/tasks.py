@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from recplatform.config import get_settings
 from recplatform.embedding import pipeline
+from recplatform.retrieval import candidates
 from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.taste import refresh_user_taste as refresh
 from recplatform.retrieval.training import TrainingInProgressError
@@ -62,8 +63,24 @@ def embed_items(ids: list[str], space_id: int | None = None) -> list[dict]:
 
 @celery_app.task(name="recplatform.embed_users", **RETRYING)
 def embed_users(ids: list[str], space_id: int | None = None) -> list[dict]:
-    """Embed users' demographic prompts into the content space(s); taste vectors are ``refresh_user_taste``."""
-    return [s.as_dict() for s in pipeline.embed_ids(pipeline.USER, ids, get_settings(), space_id)]
+    """Embed users' demographic prompts into the content space(s) (taste vectors are ``refresh_user_taste``);
+    then, when a vector was written, precompute the neighbour votes of the batch's cold and onboarding users."""
+    settings = get_settings()
+    stats = pipeline.embed_ids(pipeline.USER, ids, settings, space_id)
+    if any(s.written for s in stats):
+        try:
+            candidates.refresh(settings, ids)
+        except psycopg.OperationalError:
+            raise  # retried like the embedding (which then writes nothing)
+        except Exception:  # noqa: BLE001 - the vectors are written; serving votes live until a refresh succeeds
+            log.exception("precomputing the neighbour votes of %d embedded users failed", len(ids))
+    return [s.as_dict() for s in stats]
+
+
+@celery_app.task(name="recplatform.refresh_cold_candidates", **RETRYING)
+def refresh_cold_candidates(ids: list[str]) -> int:
+    """Recompute cold and onboarding users' precomputed neighbour votes (reconcile sends the aging rows)."""
+    return candidates.refresh(get_settings(), ids)
 
 
 @celery_app.task(name="recplatform.refresh_user_taste", **RETRYING)
