@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import threading
 import time
@@ -59,7 +58,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
 from psycopg import sql as psql
 from rich.console import Console
 from rich.progress import Progress
@@ -404,7 +402,7 @@ def build_halfvec_space(settings, space_id: int) -> dict:
                      "SELECT %s, item_id, embedding, content_hash FROM rec.item_embeddings WHERE space_id = %s",
                      (half.space_id, space_id))
         conn.execute("SET maintenance_work_mem = '2GB'")
-        t, cpu = time.perf_counter(), time.process_time()
+        t = time.perf_counter()
         with console.status("building the halfvec HNSW index"):
             conn.execute("SELECT rec.ensure_space_indexes(%s)", (half.space_id,))
         build_s = time.perf_counter() - t

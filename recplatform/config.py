@@ -131,6 +131,9 @@ class Settings:
     retrain_after_interactions: int = _setting(
         1000, "Workers retrain the collaborative space once this many interactions arrived since the last "
               "training (checked after each ingestion and every 15 minutes).", ge=1)
+    cold_candidates_per_reconcile: int = _setting(
+        2000, "Cold and onboarding users whose precomputed neighbour votes one reconcile (every 5 minutes) sends "
+              "for refresh, oldest first (about 22 ms of one Postgres backend each at 100k items).", ge=0)
     feature_repo: Path = _setting(FEATURE_REPO, "Feast feature repository directory.")
     feature_server_port: int = _setting(
         6566, "127.0.0.1 port of the Feast feature server `recplatform up` starts; online reads and writes go to "

@@ -139,6 +139,8 @@ def test_aging_rows_are_found_oldest_first_and_the_reader_cannot_refresh(planted
                      "make_interval(mins => %s) WHERE user_id = %s", (9, users[4]))
     try:
         assert candidates.aging_users(settings) == [users[4], users[3]]  # past half of a day, oldest first
+        one_per_run = settings.model_copy(update={"cold_candidates_per_reconcile": 1})
+        assert candidates.aging_users(one_per_run) == [users[4]]
     finally:
         assert candidates.refresh(settings, users[3:5]) == 2
     assert candidates.aging_users(settings) == []

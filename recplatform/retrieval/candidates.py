@@ -17,11 +17,6 @@ from recplatform.retrieval import sql
 
 log = logging.getLogger(__name__)
 
-# Rows one reconcile (every 5 minutes) sends for refresh: ~50 s of one backend at 100k items (25 ms a user), so
-# ~290k cold and onboarding users stay precomputed at the default age of a day; beyond that the oldest rows
-# expire and those users are voted for live, as before.
-AGING_LIMIT = 2_000
-
 
 def refresh(settings: Settings | None, user_ids: Iterable[str]) -> int:
     """Recompute the rows of these users in one transaction (warm users and users without demographics lose
@@ -35,7 +30,10 @@ def refresh(settings: Settings | None, user_ids: Iterable[str]) -> int:
     return written
 
 
-def aging_users(settings: Settings | None = None, limit: int = AGING_LIMIT) -> list[str]:
-    """Users whose row is older than half of the cold row's ``candidates_max_age``, oldest first."""
-    with db.connect(settings or get_settings(), vector=False) as conn:
+def aging_users(settings: Settings | None = None, limit: int | None = None) -> list[str]:
+    """Users whose row is older than half of the cold row's ``candidates_max_age``, oldest first; at most
+    ``limit`` (default: the ``cold_candidates_per_reconcile`` setting)."""
+    settings = settings or get_settings()
+    limit = settings.cold_candidates_per_reconcile if limit is None else limit
+    with db.connect(settings, vector=False) as conn:
         return [r[0] for r in conn.execute(sql.AGING_COLD_CANDIDATES, (limit,)).fetchall()]

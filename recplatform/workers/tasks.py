@@ -64,16 +64,16 @@ def embed_items(ids: list[str], space_id: int | None = None) -> list[dict]:
 @celery_app.task(name="recplatform.embed_users", **RETRYING)
 def embed_users(ids: list[str], space_id: int | None = None) -> list[dict]:
     """Embed users' demographic prompts into the content space(s) (taste vectors are ``refresh_user_taste``);
-    then, when a vector was written, precompute the neighbour votes of the batch's cold and onboarding users."""
+    then precompute the neighbour votes of the batch's cold and onboarding users (also on a redelivery that wrote
+    no vector, so that a retried task still refreshes them)."""
     settings = get_settings()
     stats = pipeline.embed_ids(pipeline.USER, ids, settings, space_id)
-    if any(s.written for s in stats):
-        try:
-            candidates.refresh(settings, ids)
-        except psycopg.OperationalError:
-            raise  # retried like the embedding (which then writes nothing)
-        except Exception:  # noqa: BLE001 - the vectors are written; serving votes live until a refresh succeeds
-            log.exception("precomputing the neighbour votes of %d embedded users failed", len(ids))
+    try:
+        candidates.refresh(settings, ids)
+    except psycopg.OperationalError:
+        raise  # retried like the embedding
+    except Exception:  # noqa: BLE001 - the vectors are written; serving votes live until a refresh succeeds
+        log.exception("precomputing the neighbour votes of %d embedded users failed", len(ids))
     return [s.as_dict() for s in stats]
 
 
