@@ -149,3 +149,23 @@ def test_aging_rows_are_found_oldest_first_and_the_reader_cannot_refresh(planted
         assert conn.execute("SELECT count(*) FROM rec.cold_candidates").fetchone()[0] == len(cold)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT rec.refresh_cold_candidates(ARRAY['u1'])")
+
+
+def test_reconcile_sends_the_aging_rows_to_the_worker(planted, services_settings):
+    """Reconcile's step: the rows past half their age become refresh messages on the default queue; the task's
+    refresh makes them current again."""
+    from recplatform.workers import enqueue
+
+    settings, dataset, cold = planted
+    user = sorted(cold)[5]
+    with db.connect(settings, autocommit=True) as conn:
+        conn.execute("UPDATE rec.cold_candidates SET computed_at = now() - interval '20 hours' WHERE user_id = %s",
+                     (user,))
+    broker = settings.model_copy(update={"broker_url": f"redis+socket://{services_settings.redis_socket}"
+                                                      "?virtual_host=12"})
+    assert enqueue.enqueue_aging_candidates(broker) == 1
+    with enqueue.app_for(broker).connection_for_write() as conn:
+        message = conn.SimpleQueue("default", no_ack=True).get(timeout=5)
+    assert message.headers["task"] == "recplatform.refresh_cold_candidates" and message.payload[0] == [[user]]
+    assert candidates.refresh(settings, message.payload[0][0]) == 1  # what the worker's task does with it
+    assert candidates.aging_users(settings) == []

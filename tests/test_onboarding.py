@@ -246,3 +246,53 @@ def test_fresh_items_are_only_those_among_the_10000_newest(db_settings):
     with db.transaction(db_settings) as conn:
         conn.execute("INSERT INTO rec.items (item_id, title, content_hash) VALUES ('late', 'Late film', 'h')")
     assert fresh() == {"late", "i05000"}  # one item newer than all: i00050 is now the 10,001st newest
+
+
+def test_many_fresh_items_are_read_newest_first_and_ranked_for_the_user(db_settings):
+    """More than 10,000 items below the fresh threshold (rec._rank_fresh reads them from the newness index): the
+    2000 newest fresh items among the 10,000 newest, the items created since the refresh first, seen and filtered
+    items left out, ranked by cosine with the user's taste. Checked against the same rule computed here."""
+    n, k = 13_000, 25
+    rng = np.random.default_rng(7)
+    vectors = {f"i{g:05d}": rng.normal(size=3) for g in range(n)} | {f"late{j}": rng.normal(size=3) for j in range(3)}
+    taste_vec = rng.normal(size=3)
+    popular = [g for g in range(n) if g % 7 == 0]  # five users each: not fresh
+    seen = ["i12998", "i12990", "late1"]
+    text = lambda v: "[" + ",".join(f"{x:.6f}" for x in v) + "]"  # noqa: E731
+    with db.transaction(db_settings) as conn:
+        conn.execute("INSERT INTO rec.users (user_id, content_hash) SELECT 'u' || g, 'h' FROM generate_series(0, 5) g")
+        conn.execute("INSERT INTO rec.items (item_id, title, genres, content_hash, created_at) "
+                     "SELECT 'i' || lpad(g::text, 5, '0'), 'Film ' || g, CASE WHEN g %% 3 = 0 THEN ARRAY['Drama'] "
+                     "ELSE ARRAY['Comedy'] END, 'h', now() - interval '1 day' + g * interval '1 second' "
+                     "FROM generate_series(0, %s) g", (n - 1,))
+        conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating) SELECT 'u' || u, 'i' || lpad(g::text, 5, "
+                     "'0'), 4 FROM unnest(%s::int[]) g, generate_series(1, 5) u", (popular,))
+        conn.execute("SELECT rec.refresh_item_priors()")
+        conn.execute("INSERT INTO rec.items (item_id, title, genres, content_hash) SELECT 'late' || j, 'Late ' || j, "
+                     "ARRAY['Drama'], 'h' FROM generate_series(0, 2) j")
+        conn.execute("INSERT INTO rec.interactions (user_id, item_id, rating) SELECT 'u0', s, 4 FROM unnest(%s::text[]) s",
+                     (seen,))
+        space = conn.execute("INSERT INTO rec.embedding_models (name, kind, model_ref, dimension, is_active) "
+                             "VALUES ('collaborative-test', 'collaborative', 'test', 3, true) RETURNING space_id"
+                             ).fetchone()[0]
+        with conn.cursor().copy("COPY rec.item_embeddings (space_id, item_id, embedding, content_hash) FROM STDIN") as cp:
+            for item, v in vectors.items():
+                cp.write_row((space, item, text(v), "h"))
+        conn.execute("INSERT INTO rec.user_embeddings (space_id, user_id, kind, embedding, content_hash) "
+                     "VALUES (%s, 'u0', 'taste', %s::vector, 'h')", (space, text(taste_vec)))
+    (few,), = rows(db_settings, "SELECT count(*) FROM rec.item_priors WHERE n_users < 5")
+    assert few > 10_000  # the many-fresh path
+
+    def expected(genre: str | None) -> list[str]:
+        ranked = [f"late{j}" for j in (2, 1, 0)] + [f"i{g:05d}" for g in range(n - 1, n - 1 - (10_000 - 3), -1)]
+        fresh = [i for i in ranked if i.startswith("late") or int(i[1:]) % 7]
+        fresh = [i for i in fresh if i not in seen and (genre is None or i.startswith("late") or
+                                                        (int(i[1:]) % 3 == 0) == (genre == "Drama"))][:2000]
+        cos = {i: float(vectors[i] @ taste_vec / np.linalg.norm(vectors[i]) / np.linalg.norm(taste_vec)) for i in fresh}
+        return sorted(fresh, key=lambda i: -cos[i])[:k]
+
+    for genre in (None, "Drama"):
+        got = rows(db_settings, "SELECT item_id, score, source FROM rec.new_for_you('u0', %s, %s)",
+                   (k, None if genre is None else [genre]))
+        assert [r[0] for r in got] == expected(genre), genre
+        assert {r[2] for r in got} == {"fresh"} and all(r[1] is not None for r in got)
