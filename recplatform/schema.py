@@ -203,8 +203,6 @@ item_priors = Table(
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
 # fresh items by interaction count (exploration), item ids and newness read from the index alone
 Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id", "newness"])
-# fresh items newest first when they are many (exploration): users and ids read from the index alone
-Index("item_priors_newness", item_priors.c.newness, postgresql_include=["n_users", "item_id"])
 
 # Precomputed demographic-neighbour votes of cold and onboarding users (rec.refresh_cold_candidates, run by the
 # worker when it embeds a user and by reconcile when a row ages): the best-voted items, normalised votes descending,

@@ -249,9 +249,9 @@ def test_fresh_items_are_only_those_among_the_10000_newest(db_settings):
 
 
 def test_many_fresh_items_are_read_newest_first_and_ranked_for_the_user(db_settings):
-    """More than 10,000 items below the fresh threshold (rec._rank_fresh reads them from the newness index): the
-    2000 newest fresh items among the 10,000 newest, the items created since the refresh first, seen and filtered
-    items left out, ranked by cosine with the user's taste. Checked against the same rule computed here."""
+    """More than 10,000 items below the fresh threshold (rec._rank_fresh walks the newest items with a priors probe
+    each): the 2000 newest fresh items among the 10,000 newest, the items created since the refresh first, seen and
+    filtered items left out, ranked by cosine with the user's taste. Checked against the same rule computed here."""
     n, k = 13_000, 25
     rng = np.random.default_rng(7)
     vectors = {f"i{g:05d}": rng.normal(size=3) for g in range(n)} | {f"late{j}": rng.normal(size=3) for j in range(3)}

@@ -170,12 +170,13 @@ def defaults() -> None:
             fail(exc)
     print_table("rec.retrieval_defaults", ["user type", "strategy", "prior", "neighbours", "voters ≥", "content",
                                            "evidence", "n0", "overlap", "from", "switch", "exploration", "bar",
-                                           "fresh <",
+                                           "fresh <", "votes kept",
                                            "tuning / note"],
                 [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
                   r["neighbor_min_interactions"], f"{r['content_weight']:g}", f"{r['evidence_weight']:g}",
                   f"{r['evidence_n0']:g}", f"{r['overlap_weight']:g}", r["evidence_from"], r["switch_after"],
                   f"{r['exploration_share']:g}", f"{r['exploration_min_ratio']:g}", r["fresh_max_interactions"],
+                  (r["candidates_max_age"] or "off") if r["user_type"] == "cold" else "",
                   json.dumps(r["tuning"], sort_keys=True) if r["tuning"] else r["note"]] for r in rows])
 
 

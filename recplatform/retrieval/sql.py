@@ -149,7 +149,7 @@ FROM rec.new_for_you(%(user_id)s, %(k)s, %(genres)s, %(min_year)s, %(max_year)s,
 RETRIEVAL_DEFAULTS = """
 SELECT user_type, strategy, popularity_weight, neighbors, content_weight, evidence_weight, evidence_from,
        switch_after, exploration_share, fresh_max_interactions, fresh_max_age::text, neighbor_min_interactions,
-       overlap_weight, evidence_n0, exploration_min_ratio, tuning, note, updated_at
+       overlap_weight, evidence_n0, exploration_min_ratio, candidates_max_age::text, tuning, note, updated_at
 FROM rec.retrieval_defaults ORDER BY user_type
 """
 RECOMMEND_FOR_DEMOGRAPHIC = """

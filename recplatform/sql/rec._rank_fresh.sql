@@ -6,12 +6,9 @@
 -- each item's newness rank at the last refresh (1 = newest): the a items created since then are all newer, so an
 -- item ranked r is among today's 10,000 newest when r <= 10,000 - a, decided in the index without visiting the
 -- item. The items created since the refresh (items_newest; created_at defaults to the insert's time, so an item
--- without a prior is one of them) join them. With many fresh items (no fresh_max_age) the same two sets are read
--- newest first, the priors from the index item_priors_newness (rank, users and id in the index), up to the 2000th
--- fresh one; ties in similarity go to the newer item (by rank, so among items created at the same instant the
--- larger id first). Otherwise (no priors yet, 10,000 new since the refresh, or fresh_max_age set) rec.items is
--- walked newest first (index items_newest) with one primary-key probe of rec.item_priors per item, which stops
--- after 2000 matches and never reads more than 10,000 items (an old long-tail item is not "new").
+-- without a prior is one of them) join them. Otherwise (many fresh items, or 10,000 new since the refresh)
+-- rec.items is walked newest first (index items_newest) with one primary-key probe of rec.item_priors per item,
+-- which stops after 2000 matches and never reads more than 10,000 items (an old long-tail item is not "new").
 -- The query vector is computed once by the caller.
 CREATE OR REPLACE FUNCTION rec._rank_fresh(p_collab integer, p_query vector, p_k integer, p_seen text[], p_genres text[],
                                 p_min_year integer, p_max_year integer, p_max_interactions integer,
@@ -25,7 +22,6 @@ DECLARE
     v_since integer;
     v_cut_at timestamptz;
     v_cut_id text;
-    v_filtered constant boolean := p_genres IS NOT NULL OR p_min_year IS NOT NULL OR p_max_year IS NOT NULL;
 BEGIN
     p_seen := coalesce(p_seen, '{}');
     SELECT p.refreshed_at INTO v_refreshed FROM rec.item_priors p LIMIT 1;
@@ -70,41 +66,6 @@ BEGIN
         FROM scored s
         ORDER BY 1
         LIMIT p_k;
-        RETURN;
-    END IF;
-    IF v_refreshed IS NOT NULL AND v_since < 10000 AND p_max_age IS NULL THEN
-        -- Many fresh items: newest first from the index item_priors_newness alone (rank, users, id), after the
-        -- items created since the refresh; rec.items is read only for a filter and for the k titles.
-        RETURN QUERY
-        WITH newest AS (
-            SELECT n.item_id, -row_number() OVER (ORDER BY n.created_at, n.item_id) AS newness FROM rec.items n
-            WHERE n.created_at >= v_refreshed
-              AND NOT EXISTS (SELECT 1 FROM rec.item_priors p WHERE p.item_id = n.item_id)
-            UNION ALL
-            SELECT p.item_id, p.newness FROM rec.item_priors p
-            WHERE p.newness <= 10000 - v_since AND p.n_users < p_max_interactions
-        ), fresh AS (
-            SELECT w.item_id, w.newness FROM newest w
-            WHERE NOT (w.item_id = ANY(p_seen))
-              AND (NOT v_filtered OR EXISTS (SELECT 1 FROM rec.items i WHERE i.item_id = w.item_id
-                                             AND rec._item_matches(i.genres, i.year, p_genres, p_min_year, p_max_year)))
-            ORDER BY w.newness
-            LIMIT 2000
-        ), scored AS (
-            SELECT f.item_id, f.newness,
-                   CASE WHEN p_query IS NULL OR e.embedding IS NULL THEN NULL ELSE 1 - (e.embedding <=> p_query) END AS sim
-            FROM fresh f
-            LEFT JOIN LATERAL (SELECT x.embedding FROM rec.item_embeddings x
-                               WHERE x.space_id = p_collab AND x.item_id = f.item_id OFFSET 0) e ON true
-        ), top AS (
-            SELECT s.item_id, s.sim, row_number() OVER (ORDER BY s.sim DESC NULLS LAST, s.newness) AS r
-            FROM scored s
-            ORDER BY 3
-            LIMIT p_k
-        )
-        SELECT t.r::integer, t.item_id, i.title, t.sim, p_source
-        FROM top t JOIN rec.items i ON i.item_id = t.item_id
-        ORDER BY t.r;
         RETURN;
     END IF;
     RETURN QUERY
