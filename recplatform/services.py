@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 
 from recplatform import db, outbox
+from recplatform.retrieval import candidates
 from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
 from recplatform.features import server as feast_server
 from recplatform.workers.process import beat_pid, local_worker_pid, stop_local_worker
@@ -577,7 +578,8 @@ def local_status(settings: Settings) -> list[ServiceStatus]:
         ServiceStatus("worker", True, worker_pid is not None, worker_pid, redact_url(settings.celery_broker_url),
                       f"queues embed,default; {outbox_detail(settings)}; log {logs / 'worker.log'}"),
         ServiceStatus("beat", True, beat is not None, beat, redact_url(settings.celery_broker_url),
-                      f"periodic reconcile, in the worker; schedule {settings.state_dir / 'celerybeat-schedule'}"),
+                      f"periodic reconcile, in the worker; {votes_detail(settings)}; "
+                      f"schedule {settings.state_dir / 'celerybeat-schedule'}"),
         ServiceStatus("feature-server", True, serving, server_pid, settings.feature_server_url,
                       f"Feast; log {feast_server.log_file(settings)}"
                       + ("" if serving or not server_pid else "; serves another database")),
@@ -592,6 +594,14 @@ def outbox_detail(settings: Settings) -> str:
     except psycopg.Error as exc:
         return f"task outbox unknown ({type(exc).__name__})"
     return f"task outbox {count} waiting" + (f", oldest {age:.0f}s" if count and age is not None else "")
+
+
+def votes_detail(settings: Settings) -> str:
+    """The precomputed neighbour votes that reconcile keeps current (candidates.status_line), or why unknown."""
+    try:
+        return candidates.status_line(settings)
+    except psycopg.Error as exc:
+        return f"precomputed votes unknown ({type(exc).__name__})"
 
 
 def remove_state(settings: Settings) -> None:

@@ -6,6 +6,7 @@ Real embedded Postgres + pgvector, the synthetic planted-taste data (tests/_retr
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import psycopg
@@ -141,6 +142,7 @@ def test_aging_rows_are_found_oldest_first_and_the_reader_cannot_refresh(planted
         assert candidates.aging_users(settings) == [users[4], users[3]]  # past half of a day, oldest first
         one_per_run = settings.model_copy(update={"cold_candidates_per_reconcile": 1})
         assert candidates.aging_users(one_per_run) == [users[4]]
+        assert re.fullmatch(r"precomputed votes ~\d+ users, 2 aging, 0 past 1 day", candidates.status_line(settings))
     finally:
         assert candidates.refresh(settings, users[3:5]) == 2
     assert candidates.aging_users(settings) == []

@@ -37,3 +37,14 @@ def aging_users(settings: Settings | None = None, limit: int | None = None) -> l
     limit = settings.cold_candidates_per_reconcile if limit is None else limit
     with db.connect(settings, vector=False) as conn:
         return [r[0] for r in conn.execute(sql.AGING_COLD_CANDIDATES, (limit,)).fetchall()]
+
+
+def status_line(settings: Settings | None = None) -> str:
+    """One line for ``recplatform status``: how many users have precomputed votes, how many are aging (sent for
+    refresh) and how many are past their age (voted for live until refreshed)."""
+    with db.connect(settings or get_settings(), autocommit=True, vector=False) as conn:
+        row = conn.execute(sql.COLD_CANDIDATES_STATUS).fetchone()
+    if row is None or row[3] is None:
+        return "precomputed votes off"
+    total, aging, expired, max_age = row
+    return f"precomputed votes ~{total} users, {aging} aging, {expired} past {max_age}"

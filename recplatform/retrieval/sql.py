@@ -42,6 +42,14 @@ WHERE c.computed_at < now() - d.candidates_max_age / 2
 ORDER BY c.computed_at, c.user_id
 LIMIT %s
 """
+# For `status`: rows (the planner's estimate, no scan), rows past half their age, rows past it (both by index).
+COLD_CANDIDATES_STATUS = """
+SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'rec.cold_candidates'::regclass), 0)::bigint,
+       (SELECT count(*) FROM rec.cold_candidates c WHERE c.computed_at < now() - d.candidates_max_age / 2),
+       (SELECT count(*) FROM rec.cold_candidates c WHERE c.computed_at < now() - d.candidates_max_age),
+       d.candidates_max_age::text
+FROM rec.retrieval_defaults d WHERE d.user_type = 'cold'
+"""
 ANALYZE_ITEM_PRIORS = "ANALYZE rec.item_priors"
 # A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
 DELETE_TASTE = """
