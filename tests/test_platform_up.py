@@ -116,7 +116,8 @@ def test_a_user_added_through_the_client_is_embedded_by_the_worker_up_started(pl
     assert load.returncode == 0, load.stdout[-3000:] + load.stderr[-3000:]
     embed = _cli(env, "embed", "--wait")  # the messages `load` queued are consumed by up's worker alone
     assert embed.returncode == 0, embed.stdout[-3000:] + embed.stderr[-3000:]
-    train = _cli(env, "train")
+    # the worker may be running the training `load` queued (train_if_due): one training at a time, so wait for it
+    train = _cli(env, "train", "--wait")
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
 
     newcomer = {"user_id": "newcomer-1", "age": 31, "gender": "F", "occupation": "writer", "zip_code": "10001"}
