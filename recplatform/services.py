@@ -33,9 +33,9 @@ import psycopg
 from psycopg import sql
 
 from recplatform import db, outbox
-from recplatform.retrieval import candidates
 from recplatform.config import Settings, ensure_reader_password, redact_url, write_pgpass, write_secret
 from recplatform.features import server as feast_server
+from recplatform.retrieval import candidates
 from recplatform.workers.process import beat_pid, local_worker_pid, stop_local_worker
 
 log = logging.getLogger(__name__)

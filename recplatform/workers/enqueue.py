@@ -123,7 +123,6 @@ def enqueue_stale_tastes(settings: Settings) -> int:
     return len(users)
 
 
-
 def enqueue_aging_candidates(settings: Settings) -> int:
     """Enqueue a refresh of the precomputed neighbour votes past half their allowed age (serving stops reading a
     row at its full age and votes live). Returns the user count."""
