@@ -27,7 +27,12 @@ What it measures (the same run, the same queries):
   refreshed here as the worker does when it embeds a user; the time per user is in the build table), and run
   interleaved with the same queries voting live (``SET rec.cold_candidates = 'off'``): both p50s, their ratio and
   the share of identical lists;
-* recall@10 of the SQL function against the exact result with the same filters;
+* warm lists re-score their taste candidates with item-to-item weights (revision 0025): the benchmark trains them
+  on the synthetic histories as a training would (EASE on the 5,000 most-interacted items, the time is in the build
+  table); the default warm row runs interleaved with the same queries on the taste vector alone
+  (``SET rec.item_item = 'off'``), which is also the arm whose recall is measured (the item-to-item term changes the
+  list by design);
+* recall@10 of the SQL function against the exact result with the same filters (taste alone);
 * HNSW build time and index sizes.
 
 With ``--halfvec``: the same item vectors also go into a second collaborative space stored as ``halfvec``
@@ -69,7 +74,8 @@ sys.path.insert(0, str(ROOT))
 from recplatform import db, services  # noqa: E402
 from recplatform.config import get_settings  # noqa: E402
 from recplatform.embedding import spaces  # noqa: E402
-from recplatform.retrieval import candidates, coldstart  # noqa: E402
+from recplatform.retrieval import candidates, coldstart, item_item  # noqa: E402
+from recplatform.retrieval.als import CollaborativeParams, to_csr  # noqa: E402
 from recplatform.retrieval.storage import copy_vectors  # noqa: E402
 
 console = Console(width=int(os.environ.get("COLUMNS", "170")))
@@ -217,6 +223,14 @@ def load(settings, data, progress: Progress) -> dict:
         timings["item_index_bytes"] = sizes.get(f"item_embeddings_hnsw_{collab.space_id}", 0)
         timings["item_table_bytes"] = conn.execute(
             "SELECT pg_total_relation_size('rec.item_embeddings')").fetchone()[0]
+    with console.status("item-to-item weights (EASE on the most-interacted items)"):
+        t = time.perf_counter()
+        users = np.repeat(np.arange(n_users), [len(h) for h in data["histories"]])
+        items = np.concatenate(data["histories"])
+        inter = to_csr(users, items, np.ones(len(items)), user_ids, item_ids)
+        with db.transaction(settings) as conn:
+            timings["item_item_items"] = item_item.store(conn, collab.space_id, inter, CollaborativeParams())
+        timings["item_item_s"] = time.perf_counter() - t
     with console.status("fitting the demographic -> taste map"):
         fit = coldstart.fit_demographic_map(settings)
     timings["coldstart_map"] = {"map_id": fit.map_id, "lambda": fit.lam, "holdout_cosine": fit.holdout_cosine}
@@ -226,6 +240,8 @@ def load(settings, data, progress: Progress) -> dict:
 
 # ----- measuring --------------------------------------------------------------------------------------------
 COLD_LIVE = "cold (default, live vote)"
+WARM_ITEMS = "warm (default: taste + item-to-item)"
+TASTE_ONLY = "SET rec.item_item = 'off'"
 ONBOARDING_LIVE = "onboarding, 3 interactions (default, live vote)"
 RECOMMEND = ("SELECT item_id FROM rec.recommend(%s, %s, true, %s, NULL, NULL, %s, %s, "
              "exploration_share => %s)")
@@ -248,10 +264,12 @@ def percentiles(ms: list[float]) -> dict:
             "mean_ms": float(arr.mean())}
 
 
-def run_single(settings, queries, k: int) -> tuple[dict, list[list[str]]]:
+def run_single(settings, queries, k: int, setup: tuple[str, ...] = ()) -> tuple[dict, list[list[str]]]:
     """queries: (user_id, genres or None, strategy or None). Returns latency stats and the result ids."""
     out, lat = [], []
     with db.connect(settings, autocommit=True) as conn:
+        for statement in setup:
+            conn.execute(statement)
         for q in queries[: min(5, len(queries))]:  # warm the connection and caches
             conn.execute(RECOMMEND, (q[0], k, *q[1:])).fetchall()
         for user, genres, strategy, weight, share in queries:
@@ -270,16 +288,19 @@ def _backend_cpu_s(pid: int) -> float | None:
         return None
 
 
-def run_interleaved(settings, arms: dict[str, list], k: int,
-                    live: frozenset[str] = frozenset()) -> tuple[dict, dict[str, list[list[str]]]]:
+def run_interleaved(settings, arms: dict[str, list], k: int, live: frozenset[str] = frozenset(),
+                    taste_only: frozenset[str] = frozenset()) -> tuple[dict, dict[str, list[list[str]]]]:
     """Each arm on its own connection, the arms' queries interleaved one by one (arm A query 1, arm B query 1, ...)
     so that load from other processes falls on every arm alike. Per arm: latency percentiles, wall seconds, and
     the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load). Arms in ``live``
-    vote live (``SET rec.cold_candidates = 'off'``), the others read the precomputed votes."""
+    vote live (``SET rec.cold_candidates = 'off'``), the others read the precomputed votes; arms in ``taste_only``
+    rank warm users by the taste vector alone (``SET rec.item_item = 'off'``)."""
     names = list(arms)
     conns = {name: db.connect(settings, autocommit=True) for name in names}
     for name in live & set(names):
         conns[name].execute("SET rec.cold_candidates = 'off'")
+    for name in taste_only & set(names):
+        conns[name].execute(TASTE_ONLY)
     lat: dict[str, list[float]] = {name: [] for name in names}
     out: dict[str, list[list[str]]] = {name: [] for name in names}
     try:
@@ -555,6 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Interleaved arms: the defaults (exploration included), the same without exploration, warm as the baseline.
     interleaved = {
         "warm (taste)": [(f"u{u}", None, None, None, 0.0) for u in warm_users],
+        WARM_ITEMS: [(f"u{u}", None, None, None, 0.0) for u in warm_users],
         cold_default: [(f"u{u}", None, None, None, None) for u in cold_users],
         "cold (default, exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in cold_users],
         onboarding_default: [(f"u{u}", None, None, None, None) for u in onboarding_users],
@@ -564,7 +586,8 @@ def main(argv: list[str] | None = None) -> dict:
         ONBOARDING_LIVE: [(f"u{u}", None, None, None, None) for u in onboarding_users],
     }
     with console.status(f"1 client, {len(interleaved)} arms interleaved"):
-        stats, outs = run_interleaved(settings, interleaved, k, live=frozenset({COLD_LIVE, ONBOARDING_LIVE}))
+        stats, outs = run_interleaved(settings, interleaved, k, live=frozenset({COLD_LIVE, ONBOARDING_LIVE}),
+                                      taste_only=frozenset({"warm (taste)"}))
     rows.update(stats)
     results.update(outs)
     # precomputed votes must serve the lists the live vote serves (the same neighbours' interactions)
@@ -582,9 +605,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name, queries in plans.items():
         with console.status(f"1 client: {name}"):
-            rows[name], results[name] = run_single(settings, queries, k)
+            rows[name], results[name] = run_single(settings, queries, k,
+                                                   (TASTE_ONLY,) if name == "warm + genre filter" else ())
     plans.update(interleaved)
-    for name in ("warm (taste)", cold_default, "cold (learned_map, pop 0)"):
+    for name in (WARM_ITEMS, cold_default, "cold (learned_map, pop 0)"):
         with console.status(f"{args.clients} clients: {name}"):
             queries = plans[name] * max(1, (args.clients * 40) // len(plans[name]) + 1)
             rows[f"{name} x{args.clients} clients"] = run_concurrent(settings, queries[: args.clients * 40], k,
@@ -700,6 +724,8 @@ def print_report(report: dict) -> None:
         t2.add_row(key, f"{build[key]:.1f} s")
     if "cold_candidates_ms_per_user" in build:
         t2.add_row("precomputing neighbour votes", f"{build['cold_candidates_ms_per_user']:.1f} ms per user")
+    if "item_item_s" in build:
+        t2.add_row("item-to-item weights (EASE)", f"{build['item_item_s']:.1f} s, {build['item_item_items']:,} items")
     t2.add_row("interactions", f"{build['interactions']:,}")
     t2.add_row("item HNSW index size", f"{build['item_index_bytes'] / 2**20:.1f} MiB")
     t2.add_row("item_embeddings table + indexes", f"{build['item_table_bytes'] / 2**20:.1f} MiB")

@@ -161,6 +161,10 @@ retrieval_defaults = Table(
     # precomputed neighbour votes (rec.cold_candidates) serve cold and onboarding users while younger than this
     # (read from the cold row); NULL: always vote live
     Column("candidates_max_age", INTERVAL, server_default=text("'1 day'")),
+    # warm taste lists add item_item_weight * (the item-to-item weights from the user's items, rec.item_neighbors)
+    # to the taste dot product (warm row; 0 = taste alone); the onboarding row's adds it to the onboarding score
+    # from evidence_from items on
+    Column("item_item_weight", Float, nullable=False, server_default=text("0")),
     CheckConstraint("user_type IN ('warm', 'cold', 'onboarding')", name="retrieval_defaults_user_type_check"),
     CheckConstraint("(user_type = 'onboarding') = (strategy = 'onboarding')",
                     name="retrieval_defaults_onboarding_check"),
@@ -174,6 +178,7 @@ retrieval_defaults = Table(
     CheckConstraint("overlap_weight BETWEEN 0 AND 1000", name="retrieval_defaults_overlap_weight_check"),
     CheckConstraint("evidence_n0 BETWEEN 0 AND 10000", name="retrieval_defaults_evidence_n0_check"),
     CheckConstraint("exploration_min_ratio BETWEEN 0 AND 10", name="retrieval_defaults_exploration_min_ratio_check"),
+    CheckConstraint("item_item_weight BETWEEN 0 AND 100", name="retrieval_defaults_item_item_weight_check"),
     CheckConstraint("popularity_weight BETWEEN 0 AND 1", name="retrieval_defaults_popularity_weight_check"),
     CheckConstraint("neighbors BETWEEN 1 AND 1000", name="retrieval_defaults_neighbors_check"),
     CheckConstraint("content_weight BETWEEN 0 AND 1", name="retrieval_defaults_content_weight_check"),
@@ -221,6 +226,18 @@ cold_candidates = Table(
     Column("complete", Boolean, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("cold_candidates_computed_at", "computed_at"),
+)
+
+# Item-to-item weights of a collaborative space (EASE on its most-interacted items, written by the training with
+# the space, dropped with it): per target item, the items whose weight towards it was kept (each source keeps its
+# largest |weights|) and those weights. Warm lists add, for each candidate, the sum of the weights from the user's
+# items (rec._item_item_scores; docs/retrieval.md).
+item_neighbors = Table(
+    "item_neighbors", metadata,
+    Column("space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", Text, ForeignKey("rec.items.item_id", ondelete="CASCADE"), primary_key=True),
+    Column("source_ids", ARRAY(Text), nullable=False),
+    Column("weights", ARRAY(Float), nullable=False),
 )
 
 coldstart_maps = Table(

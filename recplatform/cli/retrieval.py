@@ -78,11 +78,12 @@ def _run_tune(settings, budget: float) -> None:
         fail(exc)
     tuning.store(settings, result)
     print_table("tuning (validation split of this deployment's interactions)",
-                ["factors", "reg", "alpha", "prior", "NDCG@10", "s"],
+                ["factors", "reg", "alpha", "prior", "item-item", "NDCG@10", "s"],
                 [[c["factors"], f"{c['reg']:g}", f"{c['alpha']:g}", f"{c['popularity_weight']:g}",
-                  f"{c['ndcg@10']:.4f}", c["seconds"]] for c in result.candidates])
+                  f"{c['item_item_weight']:g}", f"{c['ndcg@10']:.4f}", c["seconds"]] for c in result.candidates])
     console.print(f"chosen: factors {result.params.factors}, reg {result.params.reg:g}, alpha "
-                  f"{result.params.alpha:g}, warm prior {result.popularity_weight:g} (validation NDCG@10 "
+                  f"{result.params.alpha:g}, warm prior {result.popularity_weight:g}, item-to-item weight "
+                  f"{result.item_item_weight:g} (validation NDCG@10 "
                   f"{result.score:.4f}, {result.n_users} users, {result.seconds:.0f} s"
                   + (", stopped by the budget" if result.stopped_by_budget else "") + "); stored in "
                   "rec.retrieval_defaults")
@@ -169,11 +170,12 @@ def defaults() -> None:
         except RecClientError as exc:
             fail(exc)
     print_table("rec.retrieval_defaults", ["user type", "strategy", "prior", "neighbours", "voters ≥", "content",
-                                           "evidence", "n0", "overlap", "from", "switch", "exploration", "bar",
+                                           "item-item", "evidence", "n0", "overlap", "from", "switch", "exploration", "bar",
                                            "fresh <", "votes kept",
                                            "tuning / note"],
                 [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
-                  r["neighbor_min_interactions"], f"{r['content_weight']:g}", f"{r['evidence_weight']:g}",
+                  r["neighbor_min_interactions"], f"{r['content_weight']:g}",
+                  f"{r['item_item_weight']:g}" if r["user_type"] == "warm" else "", f"{r['evidence_weight']:g}",
                   f"{r['evidence_n0']:g}", f"{r['overlap_weight']:g}", r["evidence_from"], r["switch_after"],
                   f"{r['exploration_share']:g}", f"{r['exploration_min_ratio']:g}", r["fresh_max_interactions"],
                   (r["candidates_max_age"] or "off") if r["user_type"] == "cold" else "",

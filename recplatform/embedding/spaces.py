@@ -322,8 +322,8 @@ def build_indexes(settings: Settings | None, space_id: int) -> None:
 
 def drop_space(settings: Settings | None, space_id: int, *, batch: int = DROP_BATCH) -> int:
     """Delete an inactive space without blocking serving: its indexes go with DROP INDEX CONCURRENTLY, its
-    vectors in batches of ``batch`` rows (one short transaction each), then its registry row. Returns the
-    number of vector rows deleted. Raises ValueError for the active space."""
+    vectors and item-to-item rows in batches of ``batch`` rows (one short transaction each), then its registry
+    row. Returns the number of rows deleted. Raises ValueError for the active space."""
     settings = settings or get_settings()
     deleted = 0
     with db.connect(settings, autocommit=True, vector=False) as conn:
@@ -336,7 +336,7 @@ def drop_space(settings: Settings | None, space_id: int, *, batch: int = DROP_BA
                      "WHERE space_id = %s AND NOT is_active", (json.dumps({"status": DROPPING}), space_id))
         for _name, statement in _ddl(conn, space_id, drop=True):
             conn.execute(statement)
-        for table in ("item_embeddings", "user_embeddings"):
+        for table in ("item_embeddings", "user_embeddings", "item_neighbors"):
             while True:
                 n = conn.execute(
                     f"DELETE FROM rec.{table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM rec.{table} "  # fixed names

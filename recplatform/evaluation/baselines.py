@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from recplatform.evaluation import metrics
 from recplatform.evaluation.protocols import relevant_mask, temporal_holdout
+from recplatform.retrieval.item_item import ease_weights  # the baseline and the platform share one EASE
 
 AGE_BANDS: tuple[tuple[int, str], ...] = ((18, "<18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"),
                                           (56, "50-55"), (10_000, "56+"))
@@ -188,15 +189,6 @@ def tune_segment_min_users(view: TrainView, train: pd.DataFrame, *, seed: int = 
 
 
 # ----- EASE --------------------------------------------------------------------------------------
-def ease_weights(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
-    gram = (matrix.T @ matrix).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    precision = np.linalg.inv(gram)
-    weights = precision / (-np.diag(precision))
-    weights[np.diag_indices_from(weights)] = 0.0
-    return weights
-
-
 @dataclass(frozen=True)
 class GramEigen:
     """The Gram matrix ``X^T X`` of one training matrix as ``V diag(w) V^T``: EASE for any lambda from it."""

@@ -64,14 +64,16 @@ DEFAULTS_SQL = ("SELECT user_type, strategy, popularity_weight, content_weight, 
                 "evidence_from, switch_after, exploration_share, fresh_max_interactions, neighbor_min_interactions, "
                 "overlap_weight, evidence_n0, exploration_min_ratio FROM rec.retrieval_defaults")
 SET_NEIGHBORS_SQL = "UPDATE rec.retrieval_defaults SET neighbors = %s WHERE user_type = 'cold'"
-# Columns an onboarding variant may override (row, short label in the variant's name).
+# Columns a variant may override (row, short label in the variant's name); "row.column" names another row's column.
 OVERRIDE_COLUMNS: dict[str, str] = {"overlap_weight": "onboarding", "evidence_weight": "onboarding",
                                     "evidence_n0": "onboarding", "evidence_from": "onboarding",
                                     "neighbors": "onboarding", "neighbor_min_interactions": "cold",
-                                    "switch_after": "onboarding", "exploration_min_ratio": "warm"}
+                                    "switch_after": "onboarding", "exploration_min_ratio": "warm",
+                                    "item_item_weight": "warm", "onboarding.item_item_weight": "onboarding"}
 OVERRIDE_LABELS: dict[str, str] = {"overlap_weight": "overlap", "evidence_weight": "eta", "evidence_n0": "n0",
                                    "evidence_from": "from", "neighbors": "nb", "neighbor_min_interactions": "min",
-                                   "switch_after": "switch", "exploration_min_ratio": "bar"}
+                                   "switch_after": "switch", "exploration_min_ratio": "bar",
+                                   "item_item_weight": "ii", "onboarding.item_item_weight": "onb_ii"}
 HAS_RECOMMEND_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      "WHERE n.nspname = 'rec' AND p.proname = 'recommend')")
 
@@ -153,7 +155,8 @@ def strategy_name(strategy: str, weight: float, content: float | None = None) ->
 ONBOARDING_VARIANTS: tuple[Variant, ...] = (Variant("default"), Variant("taste"), Variant("neighbors_vote", 0.3),
                                             Variant("onboarding"))
 # The onboarding parameters tried around the default (``--variants all``): neighbours' minimum history, the overlap
-# re-weighting of neighbours, and the fold-in evidence weight eta * n / (n + n0).
+# re-weighting of neighbours, the fold-in evidence weight eta * n / (n + n0), and the item-to-item weight (from
+# evidence_from items; off with evidence from 20 items is the default before revision 0025).
 ONBOARDING_GRID: tuple[Variant, ...] = (
     Variant("default", None, overrides=(("neighbor_min_interactions", 5),)),
     Variant("default", None, overrides=(("neighbor_min_interactions", 20),)),
@@ -163,14 +166,25 @@ ONBOARDING_GRID: tuple[Variant, ...] = (
     Variant("default", None, overrides=(("overlap_weight", 0.3), ("evidence_from", 10))),
     Variant("default", None, overrides=(("evidence_weight", 0),)),
     Variant("default", None, overrides=(("evidence_weight", 0.5),)),
+    Variant("default", None, overrides=(("onboarding.item_item_weight", 0), ("evidence_from", 20))),
+    Variant("default", None, overrides=(("onboarding.item_item_weight", 2),)),
+    Variant("default", None, overrides=(("onboarding.item_item_weight", 3),)),
 )
-# Warm users below the onboarding switch are served by the onboarding path: the switch point tried on warm users,
-# and the onboarding path as it was before revision 0010 (neighbours with >= 5 items, no overlap re-weighting).
+# Warm users: the item-to-item weights of the warm and onboarding rows around their defaults (warm 0 = the taste
+# vector alone; both 0 with evidence from 20 items = the defaults before revision 0025), and every user with a
+# history on the warm path (strategy taste) without item-to-item.
 WARM_GRID: tuple[Variant, ...] = (
-    Variant("default", None, overrides=(("switch_after", 21),)),
-    Variant("default", None, overrides=(("switch_after", 30),)),
-    Variant("default", None, overrides=(("neighbor_min_interactions", 5), ("overlap_weight", 0))),
+    Variant("default", None, overrides=(("item_item_weight", 0),)),
+    Variant("default", None, overrides=(("item_item_weight", 0), ("onboarding.item_item_weight", 0),
+                                        ("evidence_from", 20))),
+    Variant("default", None, overrides=(("item_item_weight", 0.5),)),
+    Variant("default", None, overrides=(("item_item_weight", 2),)),
+    Variant("default", None, overrides=(("onboarding.item_item_weight", 2),)),
+    Variant("default", None, overrides=(("onboarding.item_item_weight", 3),)),
+    Variant("default", None, overrides=(("evidence_from", 20),)),
+    Variant("taste", overrides=(("item_item_weight", 0),)),
 )
+
 # The cold neighbours' minimum history tried on cold users (the cold row; the default is also served).
 COLD_GRID: tuple[Variant, ...] = tuple(Variant("default", None, overrides=(("neighbor_min_interactions", m),))
                                        for m in (5, 20, 100))
@@ -323,7 +337,7 @@ def recommend_all(settings: Settings, users: Sequence[str], strategy: str | None
             conn.execute(SET_NEIGHBORS_SQL, (neighbors,))
         for column, value in overrides:
             conn.execute(psql.SQL("UPDATE rec.retrieval_defaults SET {} = %s WHERE user_type = %s").format(
-                psql.Identifier(column)), (value, OVERRIDE_COLUMNS[column]))
+                psql.Identifier(column.rpartition(".")[2])), (value, OVERRIDE_COLUMNS[column]))
         for user in users:
             out[user] = [r[0] for r in conn.execute(RECOMMEND_SQL, (user, k, strategy, weight, content_weight,
                                                                         exploration_share)).fetchall()]

@@ -61,6 +61,11 @@ class CollaborativeParams:
     rating_max: float = 5.0
     map_reg: float = 10.0  # ridge lambda of the content -> item-factor map
     seed: int = 0
+    # item-to-item weights trained with the space (:mod:`.item_item`): EASE's lambda, the sources kept per item
+    # (0 = none), and how many of the most-interacted items take part (the dense Gram matrix is items^2 floats)
+    item_item_lambda: float = 300.0
+    item_item_neighbors: int = 100
+    item_item_max_items: int = 5000
 
 
 @dataclass

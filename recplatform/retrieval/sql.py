@@ -119,7 +119,7 @@ WHERE e.content_hash = 'mapped'
 
 # ----- tuning ------------------------------------------------------------------------------------------
 STORE_TUNING = """
-UPDATE rec.retrieval_defaults SET popularity_weight = %s, tuning = %s::jsonb, updated_at = now(),
+UPDATE rec.retrieval_defaults SET popularity_weight = %s, item_item_weight = %s, tuning = %s::jsonb, updated_at = now(),
        note = 'recplatform tune: chosen on a validation split of this deployment''s interactions'
 WHERE user_type = 'warm'
 """
@@ -157,7 +157,8 @@ FROM rec.new_for_you(%(user_id)s, %(k)s, %(genres)s, %(min_year)s, %(max_year)s,
 RETRIEVAL_DEFAULTS = """
 SELECT user_type, strategy, popularity_weight, neighbors, content_weight, evidence_weight, evidence_from,
        switch_after, exploration_share, fresh_max_interactions, fresh_max_age::text, neighbor_min_interactions,
-       overlap_weight, evidence_n0, exploration_min_ratio, candidates_max_age::text, tuning, note, updated_at
+       overlap_weight, evidence_n0, exploration_min_ratio, candidates_max_age::text, item_item_weight, tuning, note,
+       updated_at
 FROM rec.retrieval_defaults ORDER BY user_type
 """
 RECOMMEND_FOR_DEMOGRAPHIC = """

@@ -18,7 +18,7 @@ from recplatform import db
 from recplatform.config import Settings, get_settings
 from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
-from recplatform.retrieval import coldstart, sql, tuning
+from recplatform.retrieval import coldstart, item_item, sql, tuning
 from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users, usable
 from recplatform.retrieval.item_map import map_items
 from recplatform.retrieval.linear_map import ridge, store_map
@@ -45,7 +45,8 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
     this raises :class:`TrainingInProgressError` naming the holder's backend pid, or with ``wait=True`` waits
     for it to finish and then trains (on the data as it is then).
 
-    Also maps items without interactions from their content embeddings, refreshes rec.item_priors, fits
+    Also trains the space's item-to-item weights (:mod:`.item_item`), maps items without interactions from their
+    content embeddings, refreshes rec.item_priors, fits
     the demographic → taste cold-start map (:mod:`recplatform.retrieval.coldstart`), drops collaborative
     spaces older than the previous one (:func:`~recplatform.embedding.spaces.drop_space`: concurrently, in
     batches), and after activation folds in again every user whose interactions arrived during the training
@@ -222,4 +223,5 @@ def _store_space(settings: Settings, space: Space, data: Interactions, factors: 
         user_hashes = [history_hash(int(lengths[u]), float(sums[u])) for u in ok]
         copy_vectors(conn, "user", space.space_id, [data.user_ids[u] for u in ok], augment_users(factors.users[ok]),
                      user_hashes, "taste", versions=data.versions[ok])
+        item_item.store(conn, space.space_id, data, params)
     spaces.build_indexes(settings, space.space_id)

@@ -1,4 +1,5 @@
--- The list without exploration: warm taste, onboarding, or a cold strategy (what rec.recommend served before
+-- The list without exploration: warm taste (with item-to-item weights when the warm row's item_item_weight > 0),
+-- onboarding, or a cold strategy (what rec.recommend served before
 -- revision 0005, plus the onboarding path). p_n is the user's number of distinct items. A user without any
 -- demographic field is served as if it had no demographic vector (popularity; revision 0015).
 CREATE OR REPLACE FUNCTION rec._recommend_main(p_user text, p_k integer, p_seen text[], p_n integer, p_genres text[],
@@ -15,6 +16,7 @@ DECLARE
     v_taste vector;
     v_demo vector;
     v_content_taste vector;
+    v_items text[];
     v_def rec.retrieval_defaults;
     v_onb rec.retrieval_defaults;
 BEGIN
@@ -54,6 +56,16 @@ BEGIN
                                                                     coalesce(p_weight, v_def.popularity_weight, 0));
                     RETURN;
                 END IF;
+            END IF;
+            IF coalesce(v_def.item_item_weight, 0) > 0 AND current_setting('rec.item_item', true) IS DISTINCT FROM 'off'
+            THEN
+                -- taste plus the item-to-item weights from the user's items (revision 0025; SET rec.item_item =
+                -- 'off' serves the taste vector alone)
+                SELECT array_agg(DISTINCT x.item_id) INTO v_items FROM rec.interactions x WHERE x.user_id = v_user;
+                RETURN QUERY SELECT * FROM rec._rank_taste_items(v_collab, v_taste, v_items, v_def.item_item_weight,
+                                                                 p_k, p_seen, p_genres, p_min_year, p_max_year,
+                                                                 coalesce(p_weight, v_def.popularity_weight, 0));
+                RETURN;
             END IF;
             RETURN QUERY SELECT * FROM rec._rank_by_vector(v_collab, v_taste, p_k, p_seen, p_genres, p_min_year,
                                                            p_max_year, coalesce(p_weight, v_def.popularity_weight, 0),
