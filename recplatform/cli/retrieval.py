@@ -37,8 +37,9 @@ def train(
     half_life_days: float = typer.Option(_DEFAULTS.half_life_days, "--half-life-days", min=0.01,
                                          help="Recency half-life within a user's history."),
     wait: bool = typer.Option(False, "--wait", help="If another training is running, wait for it, then train."),
-    tune_first: bool = typer.Option(False, "--tune", help="First choose factors/reg/alpha and the warm prior on a "
-                                                          "validation split of the interactions (recplatform tune)."),
+    tune_first: bool = typer.Option(False, "--tune", help="First choose factors/reg/alpha and the warm prior and "
+                                                          "item-to-item weights on a validation split of the "
+                                                          "interactions (recplatform tune)."),
     budget: float = typer.Option(300.0, "--tune-budget", min=1.0, help="Seconds the tuning may take."),
 ) -> None:
     """Train the collaborative space (ALS on all interactions), map new items, fit the cold-start map, activate.
@@ -92,8 +93,8 @@ def _run_tune(settings, budget: float) -> None:
 def tune(
     budget: float = typer.Option(300.0, "--budget", min=1.0, help="Seconds the tuning may take."),
 ) -> None:
-    """Choose ALS hyper-parameters and the warm prior weight on a validation split of the interactions; the next
-    `recplatform train` uses them."""
+    """Choose ALS hyper-parameters and the warm prior and item-to-item weights on a validation split of the
+    interactions; the weights serve at once, the next `recplatform train` uses the hyper-parameters."""
     _run_tune(cli_settings(), budget)
 
 
@@ -175,7 +176,7 @@ def defaults() -> None:
                                            "tuning / note"],
                 [[r["user_type"], r["strategy"], f"{r['popularity_weight']:g}", r["neighbors"],
                   r["neighbor_min_interactions"], f"{r['content_weight']:g}",
-                  f"{r['item_item_weight']:g}" if r["user_type"] == "warm" else "", f"{r['evidence_weight']:g}",
+                  f"{r['item_item_weight']:g}" if r["user_type"] != "cold" else "", f"{r['evidence_weight']:g}",
                   f"{r['evidence_n0']:g}", f"{r['overlap_weight']:g}", r["evidence_from"], r["switch_after"],
                   f"{r['exploration_share']:g}", f"{r['exploration_min_ratio']:g}", r["fresh_max_interactions"],
                   (r["candidates_max_age"] or "off") if r["user_type"] == "cold" else "",
