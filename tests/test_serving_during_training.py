@@ -101,7 +101,8 @@ def test_dropping_an_old_space_does_not_block_serving(trained):
     training.train_collaborative_space(trained)  # `old` is now inactive: the one kept beside the active space
     with db.connect(trained, autocommit=True, vector=False) as conn:
         vectors = conn.execute("SELECT (SELECT count(*) FROM rec.item_embeddings WHERE space_id = %(s)s) + "
-                               "(SELECT count(*) FROM rec.user_embeddings WHERE space_id = %(s)s)",
+                               "(SELECT count(*) FROM rec.user_embeddings WHERE space_id = %(s)s) + "
+                               "(SELECT count(*) FROM rec.item_neighbors WHERE space_id = %(s)s)",
                                {"s": old.space_id}).fetchone()[0]
     served, result = _while_parked(trained, lambda: spaces.drop_space(trained, old.space_id, batch=7))
     assert served and result["value"] == vectors > 7  # several batches

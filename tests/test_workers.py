@@ -148,7 +148,7 @@ def shared(services_settings, tmp_path_factory):
     worker.stop()
 
 
-def _wait_complete(settings: Settings, space_id: int | None = None, timeout: float = 60) -> spaces.Space:
+def _wait_complete(settings: Settings, space_id: int | None = None, timeout: float = 120) -> spaces.Space:
     deadline = time.monotonic() + timeout
     while True:
         space = spaces.get_space(settings, space_id) if space_id else spaces.active_space(settings)

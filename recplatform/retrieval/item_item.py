@@ -19,12 +19,10 @@ import time
 
 import numpy as np
 
+from recplatform.retrieval import sql
 from recplatform.retrieval.als import CollaborativeParams, Interactions
 
 log = logging.getLogger(__name__)
-
-COPY_NEIGHBORS = "COPY rec.item_neighbors (space_id, item_id, source_ids, weights) FROM STDIN"
-
 
 def ease_weights(matrix, lam: float) -> np.ndarray:
     """The dense EASE weight matrix B of a (binary) user × item scipy matrix, zero diagonal."""
@@ -68,7 +66,7 @@ def store(conn, space_id: int, data: Interactions, params: CollaborativeParams) 
     transaction). Returns the number of items with weights (items no kept weight points to get no row)."""
     started = time.perf_counter()
     ids, nb_ids, nb_w = neighbors(data, params)
-    with conn.cursor().copy(COPY_NEIGHBORS) as copy:
+    with conn.cursor().copy(sql.COPY_ITEM_NEIGHBORS) as copy:
         for item, nbs, w in zip(ids, nb_ids, nb_w):
             if nbs:
                 copy.write_row((space_id, item, nbs, [float(x) for x in w]))

@@ -123,6 +123,7 @@ UPDATE rec.retrieval_defaults SET popularity_weight = %s, item_item_weight = %s,
        note = 'recplatform tune: chosen on a validation split of this deployment''s interactions'
 WHERE user_type = 'warm'
 """
+COPY_ITEM_NEIGHBORS = "COPY rec.item_neighbors (space_id, item_id, source_ids, weights) FROM STDIN"
 TUNED_ALS = "SELECT tuning->'als' FROM rec.retrieval_defaults WHERE user_type = 'warm'"
 
 # ----- cold-start maps -------------------------------------------------------------------------------
