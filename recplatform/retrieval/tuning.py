@@ -6,10 +6,11 @@ time (users with at least 5), trains ALS (:func:`recplatform.retrieval.als.als`)
 in a small grid, and scores NDCG@10 of the ranking ``rec.recommend`` would serve a warm user (cosine of the
 augmented vectors plus the item-to-item term, blended with the popularity prior,
 ``(1 - w) (cos + g ii / (|x_u| M)) + w popularity``, seen items excluded, over the whole catalogue where serving
-re-scores the taste vector's nearest) on the held-out items rated >= 4 (or unrated). The grid runs in a fixed order, the current defaults first, and stops
-when ``budget_s`` is spent; progress is shown. The winner is returned (and stored by :func:`store`): its
-:class:`CollaborativeParams` go to the next training (``recplatform train --tune``), its prior and item-to-item weight to the warm row of
-``rec.retrieval_defaults``, and the validation scores of every candidate into that row's ``tuning`` record.
+re-scores the taste vector's nearest) on the held-out items rated >= 4 (or unrated). The grid runs in a fixed
+order, the current defaults first, and stops when ``budget_s`` is spent; progress is shown. The winner is returned
+(and stored by :func:`store`): its :class:`CollaborativeParams` go to the next training (``recplatform train
+--tune``), its prior and item-to-item weight to the warm row of ``rec.retrieval_defaults``, and the validation
+scores of every candidate into that row's ``tuning`` record.
 """
 
 from __future__ import annotations
