@@ -7,8 +7,10 @@ All variants embed the same 2,000+ item cards (``item_card`` of the synthetic ca
   batch size 32 — the baseline every ratio divides by;
 - ``a'`` the same with a tuned batch size (the fastest of ``--st-batch-sizes`` on a 512-text sample);
 - ``b``  the project's encoder, ``load_encoder(model, device).encode(texts)``, as configured (token-budget batches,
-  ``settings.embed_precision`` = auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere);
-- ``b32`` the project's encoder forced to fp32 (the like-for-like comparison with ``a`` on an AMX CPU);
+  ``settings.embed_precision`` = auto: bf16 autocast on CUDA and on CPUs with AMX, on AVX-512 BF16 CPUs where the
+  load-time measurement finds it faster, fp32 elsewhere; the JSON's ``machine.precision_source`` says what it
+  measured);
+- ``b32`` the project's encoder forced to fp32 (the like-for-like comparison with ``a`` where ``b`` runs bf16);
 - ``bx``  the project's encoder on ONNX Runtime (``backend="onnx"``, fp32, graph exported once under the state
   directory; ``--no-onnx`` leaves it out);
 - ``c``  end to end, ingestion → queue → worker → pgvector (``--e2e``; see :func:`e2e_arm`), in the same

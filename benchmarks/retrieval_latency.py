@@ -32,6 +32,9 @@ What it measures (the same run, the same queries):
   table); the default warm row runs interleaved with the same queries on the taste vector alone
   (``SET rec.item_item = 'off'``), which is also the arm whose recall is measured (the item-to-item term changes the
   list by design);
+* the exploration slots read the fresh pool (``rec.fresh_pool``, revision 0026): the cold default and the warm
+  default with exploration run interleaved with the same queries walking rec.items as before
+  (``SET rec.fresh_pool = 'off'``): both p50s, their ratio and the share of identical lists;
 * recall@10 of the SQL function against the exact result with the same filters (taste alone);
 * HNSW build time and index sizes.
 
@@ -242,6 +245,10 @@ def load(settings, data, progress: Progress) -> dict:
 COLD_LIVE = "cold (default, live vote)"
 WARM_ITEMS = "warm (default: taste + item-to-item)"
 TASTE_ONLY = "SET rec.item_item = 'off'"
+LIVE_VOTE = "SET rec.cold_candidates = 'off'"
+WALK_FRESH = "SET rec.fresh_pool = 'off'"  # exploration walks rec.items (before revision 0026)
+COLD_WALK = "cold (default, fresh items walked)"
+WARM_WALK = "warm (default with exploration, fresh items walked)"
 ONBOARDING_LIVE = "onboarding, 3 interactions (default, live vote)"
 RECOMMEND = ("SELECT item_id FROM rec.recommend(%s, %s, true, %s, NULL, NULL, %s, %s, "
              "exploration_share => %s)")
@@ -288,19 +295,17 @@ def _backend_cpu_s(pid: int) -> float | None:
         return None
 
 
-def run_interleaved(settings, arms: dict[str, list], k: int, live: frozenset[str] = frozenset(),
-                    taste_only: frozenset[str] = frozenset()) -> tuple[dict, dict[str, list[list[str]]]]:
+def run_interleaved(settings, arms: dict[str, list], k: int,
+                    setup: dict[str, tuple[str, ...]] | None = None) -> tuple[dict, dict[str, list[list[str]]]]:
     """Each arm on its own connection, the arms' queries interleaved one by one (arm A query 1, arm B query 1, ...)
     so that load from other processes falls on every arm alike. Per arm: latency percentiles, wall seconds, and
-    the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load). Arms in ``live``
-    vote live (``SET rec.cold_candidates = 'off'``), the others read the precomputed votes; arms in ``taste_only``
-    rank warm users by the taste vector alone (``SET rec.item_item = 'off'``)."""
+    the CPU seconds its backend used (from /proc; a query's own cost, not the machine's load). ``setup``: the SET
+    statements of an arm's connection (``LIVE_VOTE``, ``TASTE_ONLY``, ``WALK_FRESH``: the baseline arms)."""
     names = list(arms)
     conns = {name: db.connect(settings, autocommit=True) for name in names}
-    for name in live & set(names):
-        conns[name].execute("SET rec.cold_candidates = 'off'")
-    for name in taste_only & set(names):
-        conns[name].execute(TASTE_ONLY)
+    for name, statements in (setup or {}).items():
+        for statement in statements:
+            conns[name].execute(statement)
     lat: dict[str, list[float]] = {name: [] for name in names}
     out: dict[str, list[list[str]]] = {name: [] for name in names}
     try:
@@ -573,6 +578,7 @@ def main(argv: list[str] | None = None) -> dict:
             "WHERE user_type = 'cold'").fetchone()
     cold_default = f"cold (default: {cold_strategy}, pop {cold_prior:g}, exploration {share:g})"
     onboarding_default = f"onboarding, 3 interactions (default, exploration {share:g})"
+    warm_explore = f"warm (default, exploration {share:g})"
     # Interleaved arms: the defaults (exploration included), the same without exploration, warm as the baseline.
     interleaved = {
         "warm (taste)": [(f"u{u}", None, None, None, 0.0) for u in warm_users],
@@ -581,15 +587,22 @@ def main(argv: list[str] | None = None) -> dict:
         "cold (default, exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in cold_users],
         onboarding_default: [(f"u{u}", None, None, None, None) for u in onboarding_users],
         "onboarding, 3 interactions (exploration 0)": [(f"u{u}", None, None, None, 0.0) for u in onboarding_users],
-        f"warm (default, exploration {share:g})": [(f"u{u}", None, None, None, None) for u in warm_users],
+        warm_explore: [(f"u{u}", None, None, None, None) for u in warm_users],
         COLD_LIVE: [(f"u{u}", None, None, None, None) for u in cold_users],
         ONBOARDING_LIVE: [(f"u{u}", None, None, None, None) for u in onboarding_users],
+        COLD_WALK: [(f"u{u}", None, None, None, None) for u in cold_users],
+        WARM_WALK: [(f"u{u}", None, None, None, None) for u in warm_users],
     }
     with console.status(f"1 client, {len(interleaved)} arms interleaved"):
-        stats, outs = run_interleaved(settings, interleaved, k, live=frozenset({COLD_LIVE, ONBOARDING_LIVE}),
-                                      taste_only=frozenset({"warm (taste)"}))
+        stats, outs = run_interleaved(settings, interleaved, k, setup={
+            COLD_LIVE: (LIVE_VOTE,), ONBOARDING_LIVE: (LIVE_VOTE,), "warm (taste)": (TASTE_ONLY,),
+            COLD_WALK: (WALK_FRESH,), WARM_WALK: (WALK_FRESH,)})
     rows.update(stats)
     results.update(outs)
+    # the fresh pool must serve the lists the walk over rec.items serves
+    for pooled, walked in ((cold_default, COLD_WALK), (warm_explore, WARM_WALK)):
+        rows[pooled]["same_list_as_walk"] = sum(a == b for a, b in zip(outs[pooled], outs[walked])) / len(outs[walked])
+        rows[pooled]["walk_over_pool_p50"] = rows[walked]["p50_ms"] / rows[pooled]["p50_ms"]
     # precomputed votes must serve the lists the live vote serves (the same neighbours' interactions)
     for cached, live in ((cold_default, COLD_LIVE), (onboarding_default, ONBOARDING_LIVE)):
         same = sum(a == b for a, b in zip(outs[cached], outs[live]))
@@ -715,6 +728,15 @@ def print_report(report: dict) -> None:
             t3.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][live]['p50_ms']:.2f}",
                        f"{stats['live_over_precomputed_p50']:.2f}x", f"{stats['same_list_as_live_vote']:.1%}")
     console.print(t3)
+    t4 = Table(title="exploration from the fresh pool (rec.fresh_pool) against the walk over rec.items, interleaved")
+    for col in ("query", "pool p50 ms", "walk p50 ms", "walk / pool", "same list as walk"):
+        t4.add_column(col, justify="right" if col != "query" else "left")
+    for name, stats in report["latency"].items():
+        if "same_list_as_walk" in stats:
+            walked = COLD_WALK if name.startswith("cold") else WARM_WALK
+            t4.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][walked]['p50_ms']:.2f}",
+                       f"{stats['walk_over_pool_p50']:.2f}x", f"{stats['same_list_as_walk']:.1%}")
+    console.print(t4)
     build = report["build"]
     t2 = Table(title="build")
     t2.add_column("step")

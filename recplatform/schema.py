@@ -209,6 +209,21 @@ Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id
 # fresh items by interaction count (exploration), item ids and newness read from the index alone
 Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id", "newness"])
 
+# The 10,000 newest items at the last priors refresh (rec.refresh_fresh_pool, run by rec.refresh_item_priors), with
+# their users and their vector in the active collaborative space, for the exploration slots (rec._rank_fresh): one
+# compact table read in newness order instead of three probes per item. Mapping a new item's collaborative vector
+# (retrieval/item_map.py) updates its row; a pool of another space than the active one is not read.
+fresh_pool = Table(
+    "fresh_pool", metadata,
+    Column("space_id", Integer, ForeignKey("rec.embedding_models.space_id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", Text, ForeignKey("rec.items.item_id", ondelete="CASCADE"), primary_key=True),
+    Column("newness", Integer, nullable=False),  # rec.item_priors.newness at the refresh: 1 = newest
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("n_users", BigInteger, nullable=False),
+    Column("embedding", Vector()),  # NULL: the item had no collaborative vector at the refresh
+)
+Index("fresh_pool_newness", fresh_pool.c.space_id, fresh_pool.c.newness)
+
 # Precomputed demographic-neighbour votes of cold and onboarding users (rec.refresh_cold_candidates, run by the
 # worker when it embeds a user and by reconcile when a row ages): the best-voted items, normalised votes descending,
 # before seen items and filters (removed when served). ``complete``: every voted item is listed. A row is used only

@@ -1,6 +1,6 @@
 """Whether bf16 autocast pays on this CPU: time fp32 against bf16 on one fixed sample batch at load, keep the faster.
 
-CPUs with AVX-512 BF16 but no AMX tiles differ: bf16 ran ~1.8x fp32's speed for MiniLM on the reference AMD EPYC
+CPUs with AVX-512 BF16 but no AMX tiles differ: bf16 ran ~2x fp32's speed for MiniLM on the reference AMD EPYC
 and 0.75x on a Xeon (docs/pipeline.md), so ``embed_precision=auto`` measures there instead of guessing from flags.
 bf16 is kept only when it is clearly faster and its pooled rows stay within ``MIN_COSINE`` of fp32's.
 """

@@ -7,7 +7,8 @@ token budget (``settings.embed_batch_tokens``), runs them under ``torch.inferenc
 on CUDA, on CPUs with AMX, and on AVX-512 BF16 CPUs where a load-time measurement finds it faster, see
 ``settings.embed_precision``) or in ONNX Runtime (``settings.embed_backend`` = onnx,
 :mod:`recplatform.embedding.onnx_backend`), pools as the model's configuration says, and returns rows in the
-caller's order."""
+caller's order.
+"""
 
 from __future__ import annotations
 

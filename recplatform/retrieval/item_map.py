@@ -53,15 +53,21 @@ def map_items(settings: Settings | None = None, item_ids: Sequence[str] | None =
         keep = usable(vecs)
         out = augment_items(vecs[keep], scale)
         ids_out = [r[0] for r, k in zip(rows, keep) if k]
-        cur = conn.execute(sql.UPSERT_MAPPED_ITEMS, {"space_id": collab.space_id, "ids": ids_out, "vecs": list(out)})
-        written = cur.rowcount
+        written = conn.execute(sql.UPSERT_MAPPED_ITEMS,
+                               {"space_id": collab.space_id, "ids": ids_out, "vecs": list(out)}).fetchone()[0]
     log.info("mapped %d items from content space %s into collaborative space %s", written, content.name, collab.name)
     return written
 
 
+def lock_mapping(conn, space_id: int) -> None:
+    """Hold the space's mapping lock until the transaction ends: no item of ``space_id`` is mapped meanwhile (fitting
+    its missing map; copying its mapped vectors into the fresh pool, rec.refresh_item_priors)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MAP_LOCK, space_id))
+
+
 def _active_map(conn, content: Space, collab: Space) -> tuple[np.ndarray, np.ndarray] | None:
     """(W, b) of the space's active content → item map; fitted from the stored vectors when there is none."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MAP_LOCK, collab.space_id))
+    lock_mapping(conn, collab.space_id)
     found = conn.execute(sql.ACTIVE_MAP_ROWS, ("content_to_item", content.space_id, collab.space_id)).fetchall()
     if found:
         w = np.stack([np.asarray(r[0].to_numpy(), float) for r in found], axis=1)

@@ -50,7 +50,7 @@ SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'rec.cold_candidates
        d.candidates_max_age::text
 FROM rec.retrieval_defaults d WHERE d.user_type = 'cold'
 """
-ANALYZE_ITEM_PRIORS = "ANALYZE rec.item_priors"
+ANALYZE_ITEM_PRIORS = "ANALYZE rec.item_priors, rec.fresh_pool"
 # A taste is removed only when the removing fold-in saw the user's newest interaction (version guard).
 DELETE_TASTE = """
 DELETE FROM rec.user_embeddings t USING unnest(%(ids)s::text[], %(versions)s::int8[]) AS d(user_id, version)
@@ -109,12 +109,20 @@ FROM rec.item_embeddings e JOIN rec.item_embeddings c ON c.item_id = e.item_id A
 WHERE e.space_id = %s AND e.content_hash = 'trained'
 ORDER BY e.item_id
 """
+# the items' rows in the fresh pool (rec._rank_fresh) take the new vectors too; the count of vectors written
 UPSERT_MAPPED_ITEMS = """
-INSERT INTO rec.item_embeddings AS e (space_id, item_id, embedding, content_hash, embedded_at)
-SELECT %(space_id)s, t.id, t.vec, 'mapped', now()
-FROM unnest(%(ids)s::text[], %(vecs)b::vector[]) AS t(id, vec)
-ON CONFLICT (space_id, item_id) DO UPDATE SET embedding = excluded.embedding, embedded_at = excluded.embedded_at
-WHERE e.content_hash = 'mapped'
+WITH written AS (
+    INSERT INTO rec.item_embeddings AS e (space_id, item_id, embedding, content_hash, embedded_at)
+    SELECT %(space_id)s, t.id, t.vec, 'mapped', now()
+    FROM unnest(%(ids)s::text[], %(vecs)b::vector[]) AS t(id, vec)
+    ON CONFLICT (space_id, item_id) DO UPDATE SET embedding = excluded.embedding, embedded_at = excluded.embedded_at
+    WHERE e.content_hash = 'mapped'
+    RETURNING e.item_id, e.embedding
+), pooled AS (
+    UPDATE rec.fresh_pool f SET embedding = w.embedding FROM written w
+    WHERE f.space_id = %(space_id)s AND f.item_id = w.item_id
+)
+SELECT count(*) FROM written
 """
 
 # ----- tuning ------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from recplatform.embedding import spaces
 from recplatform.embedding.spaces import Space
 from recplatform.retrieval import coldstart, item_item, sql, tuning
 from recplatform.retrieval.als import CollaborativeParams, Factors, Interactions, als, augment_items, augment_users, usable
-from recplatform.retrieval.item_map import map_items
+from recplatform.retrieval.item_map import lock_mapping, map_items
 from recplatform.retrieval.linear_map import ridge, store_map
 from recplatform.retrieval.storage import content_vectors, copy_vectors, history_hash, load_interactions
 from recplatform.retrieval.taste import refresh_user_taste
@@ -102,6 +102,7 @@ def _train(settings: Settings, params: CollaborativeParams, *, progress: bool, f
     stored = time.perf_counter() - stored_at
     space = spaces.activate(settings, space.space_id)
     with db.transaction(settings) as conn:
+        lock_mapping(conn, space.space_id)  # the fresh pool copies mapped vectors: none may be written meanwhile
         conn.execute(sql.REFRESH_ITEM_PRIORS)
         conn.execute(sql.ANALYZE_ITEM_PRIORS)  # every row was replaced: fresh statistics for the serving plans
         old = [r[0] for r in conn.execute(sql.OLD_COLLABORATIVE_SPACES, (KEEP_SPACES,)).fetchall()]

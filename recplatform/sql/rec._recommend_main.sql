@@ -1,8 +1,9 @@
 -- The list without exploration: warm taste (with item-to-item weights when the warm row's item_item_weight > 0),
 -- onboarding, or a cold strategy (what rec.recommend served before
--- revision 0005, plus the onboarding path). p_n is the user's number of distinct items. A user without any
--- demographic field is served as if it had no demographic vector (popularity; revision 0015).
-CREATE OR REPLACE FUNCTION rec._recommend_main(p_user text, p_k integer, p_seen text[], p_n integer, p_genres text[],
+-- revision 0005, plus the onboarding path). p_items: the user's distinct items (rec.recommend reads them once,
+-- for exclusion and for the item-to-item term). A user without any demographic field is served as if it had no
+-- demographic vector (popularity; revision 0015).
+CREATE OR REPLACE FUNCTION rec._recommend_main(p_user text, p_k integer, p_seen text[], p_items text[], p_genres text[],
                                     p_min_year integer, p_max_year integer, p_strategy text,
                                     p_weight double precision, p_content_weight double precision)
 RETURNS TABLE(rank integer, item_id text, title text, score double precision, source text)
@@ -16,7 +17,7 @@ DECLARE
     v_taste vector;
     v_demo vector;
     v_content_taste vector;
-    v_items text[];
+    v_n constant integer := coalesce(cardinality(p_items), 0);
     v_def rec.retrieval_defaults;
     v_onb rec.retrieval_defaults;
 BEGIN
@@ -28,13 +29,13 @@ BEGIN
         v_demo := rec._demographic_vector(v_content, v_user);  -- NULL without demographics: popularity serves
     END IF;
     SELECT * INTO v_onb FROM rec.retrieval_defaults d WHERE d.user_type = 'onboarding';
-    IF p_n > 0 AND (v_strategy = 'onboarding'
-                    OR (v_strategy IS NULL AND v_onb.user_type IS NOT NULL AND p_n < v_onb.switch_after)) THEN
+    IF v_n > 0 AND (v_strategy = 'onboarding'
+                    OR (v_strategy IS NULL AND v_onb.user_type IS NOT NULL AND v_n < v_onb.switch_after)) THEN
         RETURN QUERY SELECT * FROM rec._rank_onboarding(
             v_demo, v_user, v_collab, v_taste, p_k, p_seen, p_genres, p_min_year, p_max_year,
             coalesce(p_weight, v_onb.popularity_weight, 0.3), coalesce(v_onb.neighbors, 100),
-            CASE WHEN p_n >= coalesce(v_onb.evidence_from, 1)
-                 THEN coalesce(v_onb.evidence_weight, 0) * p_n / (p_n + coalesce(v_onb.evidence_n0, 0)) ELSE 0 END);
+            CASE WHEN v_n >= coalesce(v_onb.evidence_from, 1)
+                 THEN coalesce(v_onb.evidence_weight, 0) * v_n / (v_n + coalesce(v_onb.evidence_n0, 0)) ELSE 0 END);
         RETURN;
     END IF;
     IF v_strategy = 'onboarding' THEN
@@ -61,8 +62,7 @@ BEGIN
             THEN
                 -- taste plus the item-to-item weights from the user's items (revision 0025; SET rec.item_item =
                 -- 'off' serves the taste vector alone)
-                SELECT array_agg(DISTINCT x.item_id) INTO v_items FROM rec.interactions x WHERE x.user_id = v_user;
-                RETURN QUERY SELECT * FROM rec._rank_taste_items(v_collab, v_taste, v_items, v_def.item_item_weight,
+                RETURN QUERY SELECT * FROM rec._rank_taste_items(v_collab, v_taste, p_items, v_def.item_item_weight,
                                                                  p_k, p_seen, p_genres, p_min_year, p_max_year,
                                                                  coalesce(p_weight, v_def.popularity_weight, 0));
                 RETURN;

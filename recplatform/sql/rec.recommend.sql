@@ -19,6 +19,7 @@ DECLARE
     v_k constant integer := $2;
     v_share double precision := $10;
     v_seen text[] := '{}';
+    v_items text[];
     v_n integer;
     v_fresh integer;
     v_collab integer := rec.active_space_id('collaborative');
@@ -33,10 +34,10 @@ BEGIN
     IF v_user IS NULL OR NOT EXISTS (SELECT 1 FROM rec.users u WHERE u.user_id = v_user) THEN
         RAISE EXCEPTION 'unknown user_id %', quote_nullable(v_user) USING ERRCODE = 'P0002', COLUMN = 'user_id';
     END IF;
-    SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_seen FROM rec.interactions x WHERE x.user_id = v_user;
-    v_n := cardinality(v_seen);
-    IF $3 IS FALSE THEN
-        v_seen := '{}';
+    SELECT coalesce(array_agg(DISTINCT x.item_id), '{}') INTO v_items FROM rec.interactions x WHERE x.user_id = v_user;
+    v_n := cardinality(v_items);
+    IF $3 IS NOT FALSE THEN
+        v_seen := v_items;
     END IF;
     IF v_share IS NULL THEN
         SELECT * INTO v_def FROM rec.retrieval_defaults d
@@ -45,7 +46,7 @@ BEGIN
     END IF;
     v_fresh := least(v_k, floor(v_share * v_k + 1e-9)::integer);
     IF v_fresh = 0 THEN
-        RETURN QUERY SELECT * FROM rec._recommend_main(v_user, v_k, v_seen, v_n, $4, $5, $6, $7, $8, $9);
+        RETURN QUERY SELECT * FROM rec._recommend_main(v_user, v_k, v_seen, v_items, $4, $5, $6, $7, $8, $9);
         RETURN;
     END IF;
     IF v_def.user_type IS NULL THEN
@@ -59,7 +60,7 @@ BEGIN
     RETURN QUERY
     WITH main_all AS MATERIALIZED (
         SELECT m.item_id, m.title, m.score, m.source, m.rank
-        FROM rec._recommend_main(v_user, v_k, v_seen, v_n, $4, $5, $6, $7, $8, $9) m
+        FROM rec._recommend_main(v_user, v_k, v_seen, v_items, $4, $5, $6, $7, $8, $9) m
     ), bar AS (
         -- v_ratio * similarity of the main list's k-th item to the query vector (no row: no bar)
         SELECT v_ratio * (1 - (e.embedding <=> v_query)) AS s

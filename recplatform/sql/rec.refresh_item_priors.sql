@@ -1,5 +1,5 @@
 -- Recomputes rec.item_priors (users per item, log-scaled popularity, newness rank: 1 = the newest item, for
--- rec._rank_fresh's age cut) and the deployment figures that defaults
+-- rec._rank_fresh's age cut), the fresh pool (rec.refresh_fresh_pool) and the deployment figures that defaults
 -- are relative to (rec.deployment_stats: history_median, the median number of distinct items of users with
 -- interactions). Run by training; the writer's function (nothing else in rec writes).
 CREATE OR REPLACE FUNCTION rec.refresh_item_priors() RETURNS integer
@@ -18,6 +18,7 @@ BEGIN
            row_number() OVER (ORDER BY c.created_at DESC, c.item_id DESC)
     FROM c;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    PERFORM rec.refresh_fresh_pool();
     DELETE FROM rec.deployment_stats WHERE name = 'history_median';
     INSERT INTO rec.deployment_stats (name, value, refreshed_at)
     SELECT 'history_median', percentile_disc(0.5) WITHIN GROUP (ORDER BY h.n), now()
