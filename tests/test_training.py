@@ -152,6 +152,13 @@ def test_two_concurrent_trainings_never_overlap(small):
         waiting.start()
         time.sleep(1.0)
         assert waiting.is_alive() and spaces.active_space(settings, spaces.COLLABORATIVE) is None
+        # the waiter holds no snapshot: the running training's CREATE INDEX CONCURRENTLY does not wait for it (a
+        # waiter blocked in pg_advisory_lock did, while the training waited for its index: a hang, not an error)
+        with db.connect(settings, autocommit=True, vector=False) as ddl:
+            ddl.execute("SET statement_timeout = '20s'")
+            ddl.execute("CREATE INDEX CONCURRENTLY items_title_while_waiting ON rec.items (title)")
+            ddl.execute("DROP INDEX CONCURRENTLY rec.items_title_while_waiting")
+        assert waiting.is_alive()
     waiting.join(120)  # the lock is released with the other connection: the waiting call trains now
     assert outcome["space"].is_active
 

@@ -8,7 +8,6 @@ Every statement binds values as parameters.
 INTERACTION_WATERMARK = "SELECT coalesce(max(interaction_id), 0) FROM rec.interactions"
 INTERACTIONS_SINCE = "SELECT count(*) FROM rec.interactions WHERE interaction_id > %s"
 TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
-LOCK = "SELECT pg_advisory_lock(%s)"
 LOCK_HOLDER = """
 SELECT l.pid FROM pg_locks l
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 KEEP_SPACES = 2  # collaborative spaces kept (the active one and its predecessor); older ones are dropped
 TRAIN_LOCK = 0x7265_6374_7261_696E  # advisory lock: one training at a time per database
+TRAIN_LOCK_POLL_S = 0.5  # how often a waiting training tries the lock again
 REFRESH_BATCH = 1000  # users per fold-in call when catching up after an activation
 
 
@@ -56,7 +57,11 @@ def train_collaborative_space(settings: Settings | None = None, params: Collabor
     settings = settings or get_settings()
     with db.connect(settings, autocommit=True, vector=False) as lock:
         if wait:
-            lock.execute(sql.LOCK, (TRAIN_LOCK,))
+            # poll, never block in pg_advisory_lock: a blocked call holds a snapshot, which the running training's
+            # CREATE INDEX CONCURRENTLY waits for while that training waits for its index: a deadlock through two
+            # processes that Postgres cannot detect
+            while not lock.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
+                time.sleep(TRAIN_LOCK_POLL_S)
         elif not lock.execute(sql.TRY_LOCK, (TRAIN_LOCK,)).fetchone()[0]:
             holder = lock.execute(sql.LOCK_HOLDER, (TRAIN_LOCK,)).fetchone()
             raise TrainingInProgressError(
