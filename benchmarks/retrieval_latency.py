@@ -700,6 +700,19 @@ def _finish(args, settings, build, n_cold, data, k, rows, comparisons, storage) 
     return report
 
 
+def print_paired(report: dict, title: str, arms: tuple[str, str], same_key: str, ratio_key: str, baseline) -> None:
+    """A table of the rows measured against a baseline arm of the same run: both p50s, their ratio, same lists."""
+    ours, theirs = arms
+    table = Table(title=title)
+    for col in ("query", f"{ours} p50 ms", f"{theirs} p50 ms", f"{theirs} / {ours}", f"same list as {theirs}"):
+        table.add_column(col, justify="right" if col != "query" else "left")
+    for name, stats in report["latency"].items():
+        if same_key in stats:
+            table.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][baseline(name)]['p50_ms']:.2f}",
+                          f"{stats[ratio_key]:.2f}x", f"{stats[same_key]:.1%}")
+    console.print(table)
+
+
 def print_report(report: dict) -> None:
     table = Table(title=f"rec.recommend, k={report['k']}, exclude seen: {report['items']:,} items x "
                         f"{report['dimension']}-d, {report['users']:,} users ({report['cold_users']:,} cold)")
@@ -719,24 +732,12 @@ def print_report(report: dict) -> None:
             f"{base['numpy']['p50_ms']:.2f}" if base else "",
             f"{base['numpy_over_hnsw_p50']:.2f}x" if base else "")
     console.print(table)
-    t3 = Table(title="precomputed neighbour votes (rec.cold_candidates) against the live vote, interleaved")
-    for col in ("query", "precomputed p50 ms", "live p50 ms", "live / precomputed", "same list as live"):
-        t3.add_column(col, justify="right" if col != "query" else "left")
-    for name, stats in report["latency"].items():
-        if "same_list_as_live_vote" in stats:
-            live = COLD_LIVE if name.startswith("cold") else ONBOARDING_LIVE
-            t3.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][live]['p50_ms']:.2f}",
-                       f"{stats['live_over_precomputed_p50']:.2f}x", f"{stats['same_list_as_live_vote']:.1%}")
-    console.print(t3)
-    t4 = Table(title="exploration from the fresh pool (rec.fresh_pool) against the walk over rec.items, interleaved")
-    for col in ("query", "pool p50 ms", "walk p50 ms", "walk / pool", "same list as walk"):
-        t4.add_column(col, justify="right" if col != "query" else "left")
-    for name, stats in report["latency"].items():
-        if "same_list_as_walk" in stats:
-            walked = COLD_WALK if name.startswith("cold") else WARM_WALK
-            t4.add_row(name, f"{stats['p50_ms']:.2f}", f"{report['latency'][walked]['p50_ms']:.2f}",
-                       f"{stats['walk_over_pool_p50']:.2f}x", f"{stats['same_list_as_walk']:.1%}")
-    console.print(t4)
+    print_paired(report, "precomputed neighbour votes (rec.cold_candidates) against the live vote, interleaved",
+                 ("precomputed", "live"), "same_list_as_live_vote", "live_over_precomputed_p50",
+                 lambda name: COLD_LIVE if name.startswith("cold") else ONBOARDING_LIVE)
+    print_paired(report, "exploration from the fresh pool (rec.fresh_pool) against the walk over rec.items, interleaved",
+                 ("pool", "walk"), "same_list_as_walk", "walk_over_pool_p50",
+                 lambda name: COLD_WALK if name.startswith("cold") else WARM_WALK)
     build = report["build"]
     t2 = Table(title="build")
     t2.add_column("step")

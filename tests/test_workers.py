@@ -109,6 +109,18 @@ class Worker:
             assert time.monotonic() < deadline, f"only {self.succeeded()} of {n} tasks finished:\n{self.text()[-3000:]}"
             time.sleep(0.05)
 
+    def idle(self, quiet: float = 1.0, timeout: float = 60) -> int:
+        """Wait until no task has finished for ``quiet`` seconds (follow-up tasks of earlier work included); the
+        count of finished tasks then."""
+        deadline = time.monotonic() + timeout
+        count, since = self.succeeded(), time.monotonic()
+        while time.monotonic() - since < quiet:
+            assert time.monotonic() < deadline, f"worker never went quiet:\n{self.text()[-3000:]}"
+            time.sleep(0.05)
+            if self.succeeded() != count:
+                count, since = self.succeeded(), time.monotonic()
+        return count
+
     def kill(self) -> None:
         """SIGKILL the worker's whole process group: no warm shutdown, no ack, no cleanup."""
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -267,7 +279,7 @@ def test_ingest_never_needs_the_broker_and_reconcile_catches_up_what_was_not_que
     space = _wait_complete(settings)
     assert len(_embedded_at(settings, space.space_id, "dn")) == 50
 
-    done_before = worker.succeeded()
+    done_before = worker.idle()  # the first ingest's follow-up tasks (taste, votes) may still be running
     result = ingest(users=_users(5, "off"), items=_items(20, "off"), settings=settings, enqueue=False)
     assert result.messages_queued == 0
     time.sleep(0.5)
