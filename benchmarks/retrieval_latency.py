@@ -599,15 +599,15 @@ def main(argv: list[str] | None = None) -> dict:
             COLD_WALK: (WALK_FRESH,), WARM_WALK: (WALK_FRESH,)})
     rows.update(stats)
     results.update(outs)
-    # the fresh pool must serve the lists the walk over rec.items serves
-    for pooled, walked in ((cold_default, COLD_WALK), (warm_explore, WARM_WALK)):
-        rows[pooled]["same_list_as_walk"] = sum(a == b for a, b in zip(outs[pooled], outs[walked])) / len(outs[walked])
-        rows[pooled]["walk_over_pool_p50"] = rows[walked]["p50_ms"] / rows[pooled]["p50_ms"]
-    # precomputed votes must serve the lists the live vote serves (the same neighbours' interactions)
-    for cached, live in ((cold_default, COLD_LIVE), (onboarding_default, ONBOARDING_LIVE)):
-        same = sum(a == b for a, b in zip(outs[cached], outs[live]))
-        rows[cached]["same_list_as_live_vote"] = same / len(outs[live])
-        rows[cached]["live_over_precomputed_p50"] = rows[live]["p50_ms"] / rows[cached]["p50_ms"]
+    # precomputed votes must serve the lists the live vote serves (the same neighbours' interactions), and the
+    # fresh pool those the walk over rec.items serves
+    for ours, theirs, same_key, ratio_key in (
+            (cold_default, COLD_LIVE, "same_list_as_live_vote", "live_over_precomputed_p50"),
+            (onboarding_default, ONBOARDING_LIVE, "same_list_as_live_vote", "live_over_precomputed_p50"),
+            (cold_default, COLD_WALK, "same_list_as_walk", "walk_over_pool_p50"),
+            (warm_explore, WARM_WALK, "same_list_as_walk", "walk_over_pool_p50")):
+        rows[ours][same_key] = sum(a == b for a, b in zip(outs[ours], outs[theirs])) / len(outs[theirs])
+        rows[ours][ratio_key] = rows[theirs]["p50_ms"] / rows[ours]["p50_ms"]
     plans = {
         "warm + genre filter": [(f"u{u}", [g], None, None, 0.0) for u, g in zip(warm_users, genre_pick)],
         "cold (learned_map, pop 0)": [(f"u{u}", None, "learned_map", 0.0, 0.0) for u in cold_users],

@@ -206,8 +206,6 @@ item_priors = Table(
     Column("newness", Integer),
 )
 Index("item_priors_rank", item_priors.c.popularity.desc(), item_priors.c.item_id)
-# fresh items by interaction count (exploration), item ids and newness read from the index alone
-Index("item_priors_n_users", item_priors.c.n_users, postgresql_include=["item_id", "newness"])
 
 # The 10,000 newest items at the last priors refresh (rec.refresh_fresh_pool, run by rec.refresh_item_priors), with
 # their users and their vector in the active collaborative space, for the exploration slots (rec._rank_fresh): one

@@ -251,6 +251,7 @@ def load_encoder(
         else:
             loaded = load_model(ref, key[1], num_threads=num_threads)
             where = f"{loaded.num_threads} threads, " if loaded.num_threads else ""
+            precision, measured = key[2], ""
             if key[3] == "onnx":
                 from recplatform.embedding.onnx_backend import load_onnx  # deferred: onnxruntime, only for this backend
 
@@ -271,8 +272,8 @@ def load_encoder(
                 max_length=loaded.spec.max_length,
                 batch_tokens=settings.embed_batch_tokens or default_batch_tokens(loaded.device),
                 pooling=loaded.spec.pooling,
-                precision=key[2] if key[2] != "measure" else precision,
-                precision_source=measured if key[2] == "measure" else "",
+                precision=precision,
+                precision_source=measured,
                 backend=key[3],
                 _encode=partial(_transformer_encode, loaded, forward),
             )

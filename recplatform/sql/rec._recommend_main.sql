@@ -49,7 +49,7 @@ BEGIN
                 SELECT avg(e.embedding) INTO v_content_taste
                 FROM rec.item_embeddings e
                 WHERE e.space_id = v_content
-                  AND e.item_id IN (SELECT x.item_id FROM rec.interactions x WHERE x.user_id = v_user);
+                  AND e.item_id = ANY(p_items);
                 IF v_content_taste IS NOT NULL THEN
                     RETURN QUERY SELECT * FROM rec._rank_warm_blend(v_collab, v_taste, v_content, v_content_taste,
                                                                     v_content_weight, p_k, p_seen, p_genres,
